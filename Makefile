@@ -1,0 +1,82 @@
+# qkit: two commands on a fresh machine: `make reproduce` and `make test`.
+# Every target that needs Python creates or refreshes .venv first; installs go through the CPU
+# lock (constraints/cpu.txt), which pins torch==2.13.0 so pip never pulls a CUDA build here.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+QKIT = $(VENV)/bin/qkit
+CONSTRAINTS ?= constraints/cpu.txt
+PIP_INSTALL = $(PY) -m pip install --disable-pip-version-check -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+STAMP = $(VENV)/.qkit-installed
+
+RESULTS_ROOT ?= results
+RESULTS ?= $(RESULTS_ROOT)/latest
+PROFILE ?= full
+MODELS ?=
+PATHS ?=
+DEVICES ?=
+REPORT_DIR ?= $(RESULTS)/report
+COMPARE_MODEL ?= vit-base-224-production
+
+.PHONY: help install reproduce test lint bench validate audit report claims compare-int8 lock clean
+
+help:
+	@echo "make reproduce   run the study on this machine, then validate, audit and report"
+	@echo "make test        the test suite (CPU; GPU tests skip without CUDA)"
+	@echo "make lint | bench | validate | audit | report | claims | compare-int8 | lock"
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PIP_INSTALL) "torch==2.13.0"
+	$(PIP_INSTALL) -e ".[all,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(QKIT) reproduce --profile $(PROFILE) --out $(RESULTS_ROOT)/$$($(PY) -c 'from kit.run.reproduce import machine_tag; print(machine_tag())') \
+		$(if $(MODELS),--models "$(MODELS)") $(if $(PATHS),--paths "$(PATHS)") $(if $(DEVICES),--devices "$(DEVICES)")
+	@# Claims that fail are the finding, not a broken run: go on to audit and the report.
+	-$(QKIT) validate --results $(RESULTS) --json $(RESULTS)/verdicts.json
+	-$(QKIT) audit --json $(RESULTS)/findings.json
+	$(QKIT) report --results $(RESULTS) --out $(REPORT_DIR)
+	@echo "report: $$(readlink -f $(REPORT_DIR))/report.md"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check kit tests
+	$(VENV)/bin/ruff format --check kit tests || true
+
+bench: $(STAMP)
+	$(PY) -m kit.bench
+
+validate: $(STAMP)
+	$(QKIT) validate --results $(RESULTS) --json $(RESULTS)/verdicts.json
+
+audit: $(STAMP)
+	$(QKIT) audit --json $(RESULTS_ROOT)/findings.json
+
+report: $(STAMP)
+	$(QKIT) report --results $(RESULTS) --out $(REPORT_DIR)
+	@echo "report: $$(readlink -f $(REPORT_DIR))/report.md"
+
+claims: $(STAMP)
+	$(QKIT) claims
+
+compare-int8: $(STAMP)
+	$(QKIT) compare-int8 --model $(COMPARE_MODEL) --out $(RESULTS_ROOT)/compare-int8
+
+# Refresh the CPU lock from the current venv (review the diff before committing).
+lock: $(STAMP)
+	{ head -3 $(CONSTRAINTS); $(PY) -m pip freeze --exclude-editable | sed 's/^torch==2.13.0+cpu/torch==2.13.0/'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+clean:
+	rm -rf .pytest_cache .ruff_cache .hypothesis build dist *.egg-info
+
+-include docker/docker.mk

@@ -1,0 +1,1 @@
+"""Trackers: latency, memory, fidelity, size, environment."""

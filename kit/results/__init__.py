@@ -1,0 +1,1 @@
+"""Result documents: schema validation, atomic store, resume, summary."""

@@ -1,0 +1,306 @@
+"""Measure one cell and return its result document. Runs in whatever process the executor picks.
+
+The FP32 reference output of each model is computed once, in its own process, and cached on
+disk (``reference_output``); a cell only loads it, so the reference model never inflates the
+cell's peak memory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import os
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kit.results.store import Cell
+
+INPUT_SEED = 1234  # seeded inputs: the same images for every path of a model
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out_dir: str
+    profile: str = "full"
+    weights: str = "random"
+    seed: int = 0
+    batch_sweep: tuple[int, ...] = ()
+    path_options: dict[str, Any] = field(default_factory=dict)
+    command: str | None = None
+
+    def __post_init__(self) -> None:
+        if any(b < 1 for b in self.batch_sweep):
+            raise ValueError("batch sizes must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def cache_dir(opts: RunOptions) -> Path:
+    return Path(opts.out_dir) / "_cache"
+
+
+def _reference_file(opts: RunOptions, model_id: str, fingerprint: str, n_images: int) -> Path:
+    return cache_dir(opts) / "reference" / f"{model_id}__{fingerprint}__n{n_images}.npz"
+
+
+def fidelity_inputs(spec: Any, n_images: int) -> np.ndarray:
+    from kit.models.build import example_inputs
+
+    return example_inputs(spec, n_images, seed=INPUT_SEED + 1)
+
+
+def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
+    """Compute (or load) the FP32 PyTorch CPU output of ``model_id`` on the fidelity inputs."""
+    import torch
+    from kit.models.build import build_model, output_of, weights_fingerprint
+
+    from kit.models.registry import get_model
+    from kit.run.profiles import get_profile
+
+    spec = get_model(model_id)
+    n_images = get_profile(opts.profile).fidelity_images
+    fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
+    target = _reference_file(opts, model_id, fingerprint, n_images)
+    if target.exists():
+        return {"file": str(target), "computed": False}
+    model, _info = build_model(spec, weights=opts.weights, seed=opts.seed)
+    pixels = fidelity_inputs(spec, n_images)
+    with torch.inference_mode():
+        out = output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp.npz")
+    np.savez(tmp, output=out)
+    os.replace(tmp, target)
+    return {"file": str(target), "computed": True}
+
+
+def load_reference(model_id: str, opts: RunOptions, spec: Any, fingerprint: str) -> np.ndarray:
+    from kit.run.profiles import get_profile
+
+    n_images = get_profile(opts.profile).fidelity_images
+    target = _reference_file(opts, model_id, fingerprint, n_images)
+    if not target.exists():
+        reference_output(model_id, opts)
+    with np.load(target) as data:
+        return data["output"]
+
+
+def base_document(cell: Cell, opts: RunOptions, status: str, reason: str | None) -> dict[str, Any]:
+    from kit.measure.environment import collect_environment
+
+    now = utc_now()
+    return {
+        "schema_version": "1",
+        "kind": "qkit-result",
+        "cell": cell.as_dict(),
+        "status": status,
+        "reason": reason,
+        "profile": opts.profile,
+        "model_info": None,
+        "path_info": None,
+        "math": None,
+        "latency": None,
+        "throughput": None,
+        "memory": None,
+        "size": None,
+        "fidelity": None,
+        "compute": None,
+        "batch_sweep": None,
+        "environment": collect_environment(opts.command),
+        "started_utc": now,
+        "finished_utc": now,
+        "duration_s": 0.0,
+        "command": opts.command,
+    }
+
+
+def skipped_document(cell: Cell, opts: RunOptions, reason: str) -> dict[str, Any]:
+    return base_document(cell, opts, "skipped", reason)
+
+
+def failed_document(cell: Cell, opts: RunOptions, reason: str, started: str | None = None) -> dict[str, Any]:
+    doc = base_document(cell, opts, "failed", reason)
+    if started:
+        doc["started_utc"] = started
+    return doc
+
+
+def one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 500 else first[:497] + "..."
+
+
+def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
+    """Measure ``cell``; never raises for a path problem: returns a skipped/failed document."""
+    from kit.paths.base import PathFailed, PathUnavailable, get_path
+
+    started = utc_now()
+    t0 = time.perf_counter()
+    path = get_path(cell.path)
+    ok, why = path.available(cell.device)
+    if not ok:
+        return skipped_document(cell, opts, why)
+    try:
+        doc = _measure_available_cell(cell, opts, path)
+    except PathUnavailable as exc:
+        doc = skipped_document(cell, opts, str(exc))
+    except PathFailed as exc:
+        doc = failed_document(cell, opts, str(exc), started)
+    except Exception as exc:
+        if _is_oom(exc):
+            doc = failed_document(cell, opts, f"out of memory: {one_line(exc)}", started)
+        else:
+            doc = failed_document(cell, opts, one_line(exc), started)
+            doc["path_info"] = {"traceback_tail": traceback.format_exc().splitlines()[-6:]}
+    doc["started_utc"] = started
+    doc["finished_utc"] = utc_now()
+    doc["duration_s"] = round(time.perf_counter() - t0, 3)
+    return doc
+
+
+def _is_oom(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return name in ("OutOfMemoryError", "MemoryError") or "out of memory" in str(exc).lower()
+
+
+def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str, Any]:
+    from kit.models.build import build_model, example_inputs, weights_fingerprint
+
+    from kit.measure.environment import math_settings
+    from kit.measure.fidelity import compare_outputs
+    from kit.measure.latency import LatencyTracker
+    from kit.measure.memory import MemoryTracker
+    from kit.models.registry import get_model
+    from kit.paths.base import PrepareContext
+    from kit.run.profiles import get_profile
+
+    profile = get_profile(opts.profile)
+    spec = get_model(cell.model)
+    fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
+    reference = load_reference(cell.model, opts, spec, fingerprint)
+    model_info: dict[str, Any] = {}
+
+    def build_float_model() -> Any:
+        model, info = build_model(spec, weights=opts.weights, seed=opts.seed)
+        model_info.update(info)
+        return model
+
+    pixels = example_inputs(spec, cell.batch_size, seed=INPUT_SEED)
+    fid_pixels = fidelity_inputs(spec, reference.shape[0])
+    doc = base_document(cell, opts, "ok", None)
+    with tempfile.TemporaryDirectory(prefix="qkit-cell-") as work_dir:
+        ctx = PrepareContext(
+            spec=spec,
+            device=cell.device,
+            batch_size=cell.batch_size,
+            build_float_model=build_float_model,
+            work_dir=work_dir,
+            cache_dir=str(cache_dir(opts)),
+            weights_fingerprint=fingerprint,
+            options=dict(opts.path_options),
+        )
+        gc.collect()
+        with MemoryTracker(cell.device) as memory:
+            prepared = path.prepare(ctx)
+            try:
+                candidate = prepared.run(fid_pixels)
+                timed_call = prepared.make_timed_call(pixels)
+                with LatencyTracker(profile.latency, device=cell.device, seed=opts.seed) as tracker:
+                    latency = tracker.run(timed_call)
+                del timed_call
+            finally:
+                sweep = _batch_sweep(prepared, spec, cell, opts, profile) if opts.batch_sweep else None
+                prepared.close()
+    fidelity = compare_outputs(reference, candidate, classifier=spec.head == "classifier")
+    fidelity.update(
+        {
+            "reference": f"torch-fp32 on cpu, same weights ({fingerprint})",
+            "inputs": f"{reference.shape[0]} seeded synthetic images (seed {INPUT_SEED + 1}), model normalisation",
+            "output": "logits" if spec.head == "classifier" else "pooled / CLS features",
+        }
+    )
+    p50 = latency.stats["p50"]
+    mem = dict(memory.result)
+    if prepared.weight_bytes is not None:
+        mem["weights_mb"] = prepared.weight_bytes / 2**20
+        mem["weights_source"] = "sum of parameter and buffer bytes as the path holds them (MiB)"
+        mem["weight_bytes_by_dtype"] = prepared.weight_bytes_by_dtype
+    doc.update(
+        {
+            "model_info": {**model_info, "fingerprint": fingerprint, "checkpoint": spec.checkpoint,
+                           "image_size": spec.image_size, "head": spec.head},
+            "path_info": {"path": cell.path, "family": path.family, **prepared.details},
+            "math": math_settings(),
+            "latency": latency.to_dict(),
+            "throughput": {
+                "samples_per_s": cell.batch_size / (p50 / 1000.0) if p50 > 0 else 0.0,
+                "method": "batch_size / median latency",
+            },
+            "memory": mem,
+            "size": (
+                {"bytes": int(prepared.serialized_bytes), "mb": prepared.serialized_bytes / 2**20,
+                 "method": prepared.serialized_method or "unspecified"}
+                if prepared.serialized_bytes is not None else None
+            ),
+            "fidelity": fidelity,
+            "batch_sweep": sweep,
+        }
+    )
+    if doc["size"] is None:
+        doc["status"] = "failed"
+        doc["reason"] = f"path {cell.path} reported no serialized size"
+    return doc
+
+
+def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile: Any) -> list[dict[str, Any]]:
+    """Latency at each batch size of the sweep; stops at the first OOM and says so."""
+    from kit.models.build import example_inputs
+
+    from kit.measure.latency import LatencyTracker
+
+    points: list[dict[str, Any]] = []
+    stop_reason: str | None = None
+    for bs in opts.batch_sweep:
+        if stop_reason:
+            points.append({"batch_size": bs, "status": "skipped", "reason": stop_reason})
+            continue
+        try:
+            call = prepared.make_timed_call(example_inputs(spec, bs, seed=INPUT_SEED))
+            res = LatencyTracker(profile.sweep_latency, device=cell.device, seed=opts.seed).run(call)
+            del call
+        except Exception as exc:
+            if _is_oom(exc):
+                stop_reason = f"batch {bs} ran out of memory: {one_line(exc)}"
+                points.append({"batch_size": bs, "status": "oom", "reason": stop_reason})
+                _free_cuda()
+                continue
+            points.append({"batch_size": bs, "status": "failed", "reason": one_line(exc)})
+            continue
+        p50 = res.stats["p50"]
+        points.append(
+            {"batch_size": bs, "status": "ok", "reason": None, "p50_ms": p50,
+             "samples_per_s": bs / (p50 / 1000.0) if p50 > 0 else 0.0}
+        )
+    return points
+
+
+def _free_cuda() -> None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass

@@ -1,0 +1,115 @@
+"""Where a cell runs, kept apart from what it measures (optimum-benchmark's launcher cut).
+
+- ``InlineExecutor``: in this process (tests, debugging, ``qkit bench --inline``).
+- ``ProcessExecutor``: each task in a fresh child process with a timeout, so a crash, hang or
+  OOM kill is one failed cell and the run goes on. Children come from a ``forkserver`` that has
+  imported torch and transformers once (no per-cell import cost, and no OpenMP pool inherited
+  through fork because the server never runs an op). The parent *blocks* on the child's pipe
+  (``Connection.poll(timeout)`` is a select, not a spin), so it does not compete for the cores
+  while the child measures: optimum-benchmark 0.6.0's process launcher busy-waits in its parent
+  and made latencies 1.6-3.4x slower on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+_PRELOAD = ["torch", "transformers", "numpy", "kit.run.cell"]
+
+
+class TaskCrashed(Exception):
+    """The child died (signal, OOM kill, os._exit) or timed out; str says which."""
+
+
+class InlineExecutor:
+    name = "inline"
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any:
+        return fn(*args)
+
+    def close(self) -> None:
+        return None
+
+
+def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    # The child ignores SIGINT: Ctrl-C is the parent's to handle (it kills the child and keeps
+    # every finished cell).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = fn(*args)
+        conn.send(("ok", result))
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def __init__(self, start_method: str = "forkserver") -> None:
+        if start_method == "forkserver" and "forkserver" in mp.get_all_start_methods():
+            self._ctx = mp.get_context("forkserver")
+            self._ctx.set_forkserver_preload(_PRELOAD)
+        else:
+            self._ctx = mp.get_context("spawn")
+        self.start_method = self._ctx.get_start_method()
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any:
+        parent_conn, child_conn = self._ctx.Pipe(duplex=False)
+        proc = self._ctx.Process(target=_child_main, args=(child_conn, fn, args), daemon=True)
+        proc.start()
+        child_conn.close()
+        try:
+            if not parent_conn.poll(timeout_s):
+                raise TaskCrashed(f"timed out after {timeout_s:.0f} s")
+            try:
+                status, payload = parent_conn.recv()
+            except EOFError:
+                proc.join(5)
+                raise TaskCrashed(_describe_exit(proc.exitcode)) from None
+        finally:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            parent_conn.close()
+        if status == "error":
+            raise TaskCrashed(f"child raised {payload}")
+        return payload
+
+    def close(self) -> None:
+        return None
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "child process did not exit"
+    if code < 0:
+        sig = -code
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = " (likely the kernel's OOM killer)" if sig == signal.SIGKILL else ""
+        return f"child process killed by {name}{hint}"
+    return f"child process exited with code {code} before sending a result"
+
+
+def make_executor(name: str) -> Any:
+    if name == "inline":
+        return InlineExecutor()
+    if name == "process":
+        return ProcessExecutor()
+    if name == "ray":
+        from kit.run.ray_executor import RayExecutor  # optional extra
+
+        return RayExecutor()
+    raise KeyError(f"unknown executor {name!r}; valid executors: inline, process, ray")
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,150 @@
+"""Run a matrix of cells: plan, resume, execute each cell in its executor, write documents.
+
+One bad cell never stops the run: a crash, timeout or OOM becomes a failed document with its
+reason. Cells that already have a valid ``ok`` or ``skipped`` document are not redone unless
+``force``; failed cells are retried (a failure may have been transient); corrupt documents are
+reported by name and redone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kit.results.store import Cell, load_results, write_result
+from kit.run.cell import RunOptions, failed_document, measure_cell, reference_output, skipped_document
+from kit.run.executors import TaskCrashed
+
+ProgressFn = Callable[[Cell, dict[str, Any]], None]
+
+
+@dataclass
+class RunSummary:
+    planned: int = 0
+    resumed: int = 0
+    ok: int = 0
+    skipped: int = 0
+    failed: int = 0
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    per_cell_s: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return (
+            f"{self.planned} cells: {self.ok} ok, {self.skipped} skipped, {self.failed} failed, "
+            f"{self.resumed} already done (resumed); {self.wall_s:.0f} s"
+            + ("; INTERRUPTED" if self.interrupted else "")
+        )
+
+
+def plan_matrix(
+    models: Sequence[str], paths: Sequence[str], devices: Sequence[str], batch_sizes: Sequence[int]
+) -> list[Cell]:
+    """The cells in run order: model by model, so each model's reference is built once."""
+    return [Cell(m, p, d, b) for m, d, b, p in itertools.product(models, devices, batch_sizes, paths)]
+
+
+def machine_tag() -> str:
+    """A directory-safe name for this machine's hardware (GPU if any, else CPU model)."""
+    from kit.measure.environment import cpu_info, gpu_info
+
+    gpu, _ = gpu_info()
+    name = gpu["name"] if gpu else cpu_info()["model"]
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "unknown"
+
+
+def _status_of_existing(out: Path) -> tuple[dict[Cell, str], list[tuple[str, str]]]:
+    loaded = load_results(out)
+    return {Cell.from_dict(d["cell"]): d["status"] for d in loaded.docs}, loaded.corrupt
+
+
+def reproduce(
+    cells: Iterable[Cell],
+    opts: RunOptions,
+    executor: Any,
+    *,
+    force: bool = False,
+    on_cell: ProgressFn | None = None,
+    timeout_s: float | None = None,
+    measure_fn: Callable[[Cell, RunOptions], dict[str, Any]] = measure_cell,
+) -> RunSummary:
+    from kit.paths.base import get_path
+    from kit.run.profiles import get_profile
+
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = list(cells)
+    summary = RunSummary(planned=len(cells))
+    existing, summary.corrupt = _status_of_existing(out)
+    timeout = timeout_s if timeout_s is not None else get_profile(opts.profile).cell_timeout_s
+    references: dict[str, str | None] = {}  # model -> None if ok, else the failure reason
+    start = time.perf_counter()
+    try:
+        for cell in cells:
+            if not force and existing.get(cell) in ("ok", "skipped"):
+                summary.resumed += 1
+                if on_cell:
+                    on_cell(cell, {"status": "resumed"})
+                continue
+            t0 = time.perf_counter()
+            ok, why = get_path(cell.path).available(cell.device)
+            if not ok:
+                doc = skipped_document(cell, opts, why)
+            else:
+                if cell.model not in references:
+                    references[cell.model] = _ensure_reference(cell.model, opts, executor, timeout)
+                failure = references[cell.model]
+                if failure:
+                    doc = failed_document(cell, opts, f"FP32 reference for {cell.model} failed: {failure}")
+                else:
+                    doc = _run_cell(cell, opts, executor, timeout, measure_fn)
+            write_result(out, doc)
+            summary.per_cell_s[cell.key()] = time.perf_counter() - t0
+            setattr(summary, doc["status"], getattr(summary, doc["status"]) + 1)
+            if on_cell:
+                on_cell(cell, doc)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    summary.wall_s = time.perf_counter() - start
+    return summary
+
+
+def _ensure_reference(model: str, opts: RunOptions, executor: Any, timeout: float) -> str | None:
+    try:
+        executor.call(reference_output, model, opts, timeout_s=timeout)
+    except TaskCrashed as exc:
+        return str(exc)
+    except Exception as exc:  # inline executor: the exception itself
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _run_cell(
+    cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
+    try:
+        return executor.call(measure_fn, cell, opts, timeout_s=timeout)
+    except TaskCrashed as exc:
+        return failed_document(cell, opts, str(exc))
+
+
+def link_latest(out: Path) -> None:
+    """Point ``<out>/../latest`` at ``out`` so ``make validate`` finds the newest results."""
+    latest = out.parent / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            if latest.is_symlink():
+                latest.unlink()
+            else:
+                return  # a real directory named latest: leave it alone
+        os.symlink(out.name, latest)
+    except OSError as exc:
+        print(f"note: could not link {latest}: {exc}", file=sys.stderr)

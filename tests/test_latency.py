@@ -1,0 +1,103 @@
+"""Latency tracker: statistics are consistent, both stopping minimums are honoured."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from kit.measure.latency import LatencyConfig, LatencyTracker, summarize
+
+
+def _sleep_fn(seconds: float):
+    def fn() -> None:
+        time.sleep(seconds)
+
+    return fn
+
+
+def test_minimum_duration_is_honoured_for_fast_calls() -> None:
+    cfg = LatencyConfig(warmup_iterations=2, warmup_s=0.0, min_iterations=5, min_duration_s=0.3, max_duration_s=5)
+    with LatencyTracker(cfg) as tracker:
+        result = tracker.run(_sleep_fn(0.0002))
+    assert result.duration_s >= 0.3
+    assert len(result.samples_ms) > 5  # a fast call gets far more than the minimum count
+    assert result.stopped_by == "min_iterations_and_duration"
+    assert result.warmup_iterations >= 2
+
+
+def test_minimum_count_is_honoured_for_slow_calls() -> None:
+    cfg = LatencyConfig(warmup_iterations=1, warmup_s=0.0, min_iterations=6, min_duration_s=0.0, max_duration_s=10)
+    result = LatencyTracker(cfg).run(_sleep_fn(0.01))
+    assert len(result.samples_ms) == 6
+    assert all(s >= 9.5 for s in result.samples_ms)  # each sample covers the 10 ms sleep
+
+
+def test_max_duration_caps_a_slow_call_and_says_so() -> None:
+    cfg = LatencyConfig(warmup_iterations=0, warmup_s=0.0, min_iterations=1000, min_duration_s=0.0, max_duration_s=0.2)
+    result = LatencyTracker(cfg).run(_sleep_fn(0.02))
+    assert result.stopped_by == "max_duration"
+    assert 5 <= len(result.samples_ms) < 1000
+
+
+def test_max_iterations_caps_a_near_empty_call() -> None:
+    cfg = LatencyConfig(warmup_iterations=0, warmup_s=0.0, min_iterations=10, min_duration_s=5.0, max_iterations=500)
+    result = LatencyTracker(cfg).run(lambda: None)
+    assert result.stopped_by == "max_iterations"
+    assert len(result.samples_ms) == 500
+
+
+def test_statistics_are_consistent() -> None:
+    samples = list(np.random.default_rng(0).lognormal(mean=1.0, sigma=0.2, size=500))
+    s = summarize(samples)
+    assert s["min"] <= s["p50"] <= s["p90"] <= s["p95"] <= s["p99"] <= s["max"]
+    assert s["p50"] == pytest.approx(float(np.median(samples)))
+    assert s["mean"] == pytest.approx(float(np.mean(samples)))
+    assert s["std"] == pytest.approx(float(np.std(samples, ddof=1)))
+    assert s["cv"] == pytest.approx(s["std"] / s["mean"])
+    lo, hi = s["p50_ci95"]
+    assert lo <= s["p50"] <= hi
+    assert hi - lo < 0.2 * s["p50"]  # 500 samples: the median is tight
+
+
+def test_noise_warnings_flag_a_noisy_distribution() -> None:
+    assert summarize([1.0] * 50)["noise_warnings"] == []
+    noisy = summarize([1.0, 1.0, 1.0, 5.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 9.0])
+    assert any("std" in w for w in noisy["noise_warnings"])
+    assert any("max" in w for w in noisy["noise_warnings"])
+
+
+def test_result_dict_carries_method_and_counts() -> None:
+    cfg = LatencyConfig(warmup_iterations=1, warmup_s=0.0, min_iterations=3, min_duration_s=0.0)
+    d = LatencyTracker(cfg).run(lambda: None).to_dict()
+    assert d["timer"] == "perf_counter_ns"
+    assert d["iterations"] == len(d["samples"]) >= 3
+    assert d["percentile_method"] == "linear"
+    assert d["min_iterations"] == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"min_iterations": 0},
+        {"min_duration_s": -1},
+        {"min_duration_s": 5, "max_duration_s": 1},
+        {"warmup_iterations": -1},
+        {"min_iterations": 10, "max_iterations": 5},
+    ],
+)
+def test_config_rejects_nonsense(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        LatencyConfig(**kwargs)
+
+
+@pytest.mark.cuda
+def test_cuda_events_time_a_cuda_call() -> None:
+    import torch
+
+    x = torch.randn(1024, 1024, device="cuda")
+    cfg = LatencyConfig(warmup_iterations=2, warmup_s=0.0, min_iterations=10, min_duration_s=0.0)
+    result = LatencyTracker(cfg, device="cuda").run(lambda: x @ x)
+    assert result.timer == "cuda_event"
+    assert all(s > 0 for s in result.samples_ms)
