@@ -1,5 +1,5 @@
 """Precision paths: one module per family (torch, bitsandbytes, onnxruntime)."""
 
-from kit.paths.base import PrecisionPath, PreparedModel, PrepareContext, get_path, path_names
+from kit.paths.base import PrecisionPath, PrepareContext, PreparedModel, get_path, path_names
 
 __all__ = ["PrecisionPath", "PrepareContext", "PreparedModel", "get_path", "path_names"]

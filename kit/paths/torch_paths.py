@@ -196,10 +196,13 @@ class TorchInt8Dynamic(PrecisionPath):
         if quantize_dynamic is None:
             raise PathUnavailable("this torch has no torch.ao.quantization.quantize_dynamic")
         model = ctx.build_float_model()
-        with warnings.catch_warnings():
-            # torch >= 2.10 deprecates torch.ao.quantization in favour of torchao; still runs.
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            # Recent torch deprecates torch.ao.quantization (in favour of torchao); it still runs,
+            # and the deprecation is recorded with the result rather than printed.
+            warnings.simplefilter("always")
             qmodel = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        deprecations = sorted({str(w.message).split(".")[0] for w in caught
+                               if issubclass(w.category, (DeprecationWarning, UserWarning))})
         n_linear = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
         n_dynamic = sum(1 for m in qmodel.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic"))
         details = {
@@ -211,5 +214,6 @@ class TorchInt8Dynamic(PrecisionPath):
             "replaced_linear_layers": n_dynamic,
             "float_linear_layers_left": n_linear - n_dynamic,
             "execution_provider": None,
+            "warnings": deprecations,
         }
         return torch_prepared(qmodel, ctx, torch.float32, details)
