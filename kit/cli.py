@@ -239,7 +239,7 @@ def reproduce(models_opt: tuple[str, ...], paths_opt: tuple[str, ...], devices_o
     batch_sizes = _parse_sweep(batch_opt) or [1]
     out = out or DEFAULT_RESULTS_ROOT / rp.machine_tag()
     opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), _parse_path_options(path_option))
-    cells = rp.plan_matrix(models, paths, devices, batch_sizes)
+    cells = rp.plan_matrix(models, paths, devices, batch_sizes, defaults_only=not _split(paths_opt))
     if shard:
         from kit.run.shard import parse_shard, shard_cells
 

@@ -76,6 +76,11 @@ class PrecisionPath(ABC):
     family: ClassVar[str]
     devices: ClassVar[tuple[str, ...]]
     description: ClassVar[str]
+    # Devices on which the path is part of the default matrix (None: all of ``devices``).
+    # A path can run on a device without being planned there by default; ``--paths`` and
+    # ``--devices`` given explicitly plan exactly what was asked.
+    default_devices: ClassVar[tuple[str, ...] | None] = None
+    default_devices_reason: ClassVar[str] = ""
 
     @abstractmethod
     def available(self, device: str) -> tuple[bool, str]:
@@ -112,6 +117,11 @@ def _load_families() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != module:
                 raise
+
+
+def planned_by_default(name: str, device: str) -> bool:
+    cls = _PATHS[name]
+    return device in (cls.default_devices if cls.default_devices is not None else cls.devices)
 
 
 def path_names() -> list[str]:

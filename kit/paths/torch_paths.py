@@ -149,6 +149,11 @@ class TorchFP16(TorchFloatPath):
     name = "torch-fp16"
     dtype_name = "float16"
     description = "PyTorch FP16 via model.half(), as the study's .half() conversion"
+    # The study's FP16 is `.half().cuda()`. On CPUs without AVX512-FP16/AMX-FP16 half-precision
+    # GEMMs are converted and run slower than FP32 (measured 3x on ViT-B/16 here), so CPU FP16 is
+    # opt-in (`--paths torch-fp16 --devices cpu`) rather than a default cell.
+    default_devices = ("cuda",)
+    default_devices_reason = "FP16 on CPU is emulated (slower than FP32); the study's FP16 ran on CUDA"
 
 
 @register_path

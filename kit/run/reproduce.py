@@ -46,10 +46,26 @@ class RunSummary:
 
 
 def plan_matrix(
-    models: Sequence[str], paths: Sequence[str], devices: Sequence[str], batch_sizes: Sequence[int]
+    models: Sequence[str],
+    paths: Sequence[str],
+    devices: Sequence[str],
+    batch_sizes: Sequence[int],
+    *,
+    defaults_only: bool = False,
 ) -> list[Cell]:
-    """The cells in run order: model by model, so each model's reference is built once."""
-    return [Cell(m, p, d, b) for m, d, b, p in itertools.product(models, devices, batch_sizes, paths)]
+    """The cells in run order: model by model, so each model's reference is built once.
+
+    ``defaults_only`` drops (path, device) pairs a path is not planned on by default (e.g.
+    torch-fp16 on cpu); the CLI sets it when the user named no paths.
+    """
+    from kit.paths.base import path_names, planned_by_default
+
+    path_names()  # registers the families
+    return [
+        Cell(m, p, d, b)
+        for m, d, b, p in itertools.product(models, devices, batch_sizes, paths)
+        if not defaults_only or planned_by_default(p, d)
+    ]
 
 
 def machine_tag() -> str:
