@@ -9,6 +9,7 @@ is recorded beside it. CUDA: ``torch.cuda.reset_peak_memory_stats`` then
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 from dataclasses import dataclass, field
@@ -54,6 +55,18 @@ class MemoryTracker:
     device: str = "cpu"
     baseline_mb: float = 0.0
     result: dict[str, Any] = field(default_factory=dict)
+    after_prepare: dict[str, Any] = field(default_factory=dict)
+
+    def mark_prepared(self) -> None:
+        """Memory held once the model is ready, before any inference: the resident footprint
+        of weights plus runtime (CPU RSS; on CUDA ``memory_allocated``, i.e. weights and
+        buffers on the device)."""
+        self.after_prepare = {"rss_mb": current_rss_mb()}
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            self.after_prepare["cuda_allocated_mb"] = torch.cuda.memory_allocated() / MIB
 
     def __enter__(self) -> MemoryTracker:
         self.baseline_mb = current_rss_mb()
@@ -82,14 +95,24 @@ class MemoryTracker:
                 },
                 "nvml": nvml_used_mb(torch.cuda.current_device()),
                 "host_peak_rss_mb": peak_rss_mb(),
+                "after_prepare": self.after_prepare or None,
             }
         else:
+            own_process = os.environ.get("QKIT_CELL_PROCESS") == "1"
+            source = (
+                "getrusage(RUSAGE_SELF).ru_maxrss of the cell's own child process (MiB)"
+                if own_process
+                else "getrusage(RUSAGE_SELF).ru_maxrss of a shared process (inline run: includes whatever this "
+                "process held before the cell; not a per-cell peak) (MiB)"
+            )
             self.result = {
                 "peak_mb": peak_rss_mb(),
-                "peak_source": "getrusage(RUSAGE_SELF).ru_maxrss of the cell's own child process (MiB)",
+                "peak_source": source,
+                "per_cell": own_process,
                 "baseline_mb": self.baseline_mb,
                 "cuda": None,
                 "nvml": None,
+                "after_prepare": self.after_prepare or None,
             }
 
 

@@ -63,8 +63,8 @@ def fidelity_inputs(spec: Any, n_images: int) -> np.ndarray:
 def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
     """Compute (or load) the FP32 PyTorch CPU output of ``model_id`` on the fidelity inputs."""
     import torch
-    from kit.models.build import build_model, output_of, weights_fingerprint
 
+    from kit.models.build import build_model, output_of, weights_fingerprint
     from kit.models.registry import get_model
     from kit.run.profiles import get_profile
 
@@ -176,12 +176,11 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str, Any]:
-    from kit.models.build import build_model, example_inputs, weights_fingerprint
-
     from kit.measure.environment import math_settings
     from kit.measure.fidelity import compare_outputs
     from kit.measure.latency import LatencyTracker
     from kit.measure.memory import MemoryTracker
+    from kit.models.build import build_model, example_inputs, weights_fingerprint
     from kit.models.registry import get_model
     from kit.paths.base import PrepareContext
     from kit.run.profiles import get_profile
@@ -214,6 +213,8 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         gc.collect()
         with MemoryTracker(cell.device) as memory:
             prepared = path.prepare(ctx)
+            gc.collect()  # the float model a quantizing path started from is garbage by now
+            memory.mark_prepared()
             try:
                 candidate = prepared.run(fid_pixels)
                 timed_call = prepared.make_timed_call(pixels)
@@ -266,9 +267,8 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
 
 def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile: Any) -> list[dict[str, Any]]:
     """Latency at each batch size of the sweep; stops at the first OOM and says so."""
-    from kit.models.build import example_inputs
-
     from kit.measure.latency import LatencyTracker
+    from kit.models.build import example_inputs
 
     points: list[dict[str, Any]] = []
     stop_reason: str | None = None

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 _PRELOAD = ["torch", "transformers", "numpy", "kit.run.cell"]
+CHILD_ENV = "QKIT_CELL_PROCESS"
 
 
 class TaskCrashed(Exception):
@@ -39,6 +40,7 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
     # The child ignores SIGINT: Ctrl-C is the parent's to handle (it kills the child and keeps
     # every finished cell).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ[CHILD_ENV] = "1"  # tells the memory tracker its peak RSS is this cell's alone
     try:
         result = fn(*args)
         conn.send(("ok", result))
