@@ -1,0 +1,1 @@
+"""Published claims as data (``expected/``), checked against qkit's measurements (``validate``)."""

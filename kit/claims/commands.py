@@ -1,0 +1,218 @@
+"""Click commands for the ``qkit`` group: ``claims``, ``validate``, ``accuracy``.
+
+Exit codes: 0 no claim failed, 1 a claim failed (validate) or a path's accuracy run failed,
+2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kit.claims.load import ClaimsError, ClaimSet, default_expected_dir, load_claims
+
+DEFAULT_RESULTS = Path("results") / "latest"
+DEFAULT_ACCURACY_PATHS = ("torch-fp32", "torch-int8-dynamic")
+
+
+class BadInput(click.ClickException):
+    """One line on stderr, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"qkit: error: {self.format_message()}", err=True)
+
+
+def _claims_or_exit(expected: Path | None) -> ClaimSet:
+    try:
+        return load_claims(expected if expected is not None else default_expected_dir())
+    except ClaimsError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _results_dir(results: Path | None) -> Path:
+    directory = results if results is not None else Path(os.environ.get("QKIT_RESULTS", DEFAULT_RESULTS))
+    if not directory.is_dir():
+        raise BadInput(f"results directory {directory} does not exist (run `qkit reproduce` or pass --results DIR)")
+    return directory
+
+
+# ================================================================================ claims
+
+
+def _count_table(claims: ClaimSet) -> list[str]:
+    cols = ("portable", "relative", "hardware-bound", "unsupported", "total")
+    lines = [f"{'file':<30}" + "".join(f"{c:>16}" for c in cols)]
+    total: Counter[str] = Counter()
+    for name, counts in claims.counts().items():
+        total.update(counts)
+        lines.append(f"{name:<30}" + "".join(f"{counts.get(c, 0):>16}" for c in cols))
+    lines.append(f"{'all':<30}" + "".join(f"{total.get(c, 0):>16}" for c in cols))
+    return lines
+
+
+def _claim_line(claim: Any) -> str:
+    where = " ".join(x for x in (claim.kit_path, claim.measure_device) if x)
+    value = json.dumps(claim.value, ensure_ascii=False)
+    flag = "" if claim.supported else "  [unsupported]"
+    return f"  {claim.id:<62} {claim.comparability:<15} {claim.metric:<26} {value} {claim.unit} {where}{flag}"
+
+
+@click.command("claims")
+@click.option("--expected", type=click.Path(path_type=Path), default=None,
+              help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).")
+@click.option("--counts", "counts_only", is_flag=True, help="Only the counts per file and class.")
+def claims(expected: Path | None, counts_only: bool) -> None:
+    """List the published claims (expected/) with counts per seed file and comparability class."""
+    claim_set = _claims_or_exit(expected)
+    if not counts_only:
+        for f in claim_set.files:
+            click.echo(f"{f.source_file}: {f.title} ({len(f.claims)} claims)")
+            for claim in f.claims:
+                click.echo(_claim_line(claim))
+    click.echo(f"expected: {claim_set.directory} ({len(claim_set.files)} files, {len(claim_set)} claims)")
+    for line in _count_table(claim_set):
+        click.echo(line)
+
+
+# ============================================================================== validate
+
+
+def _load_documents(results_dir: Path) -> tuple[list[dict], list[str], list[tuple[str, str]]]:
+    """Result and accuracy documents under ``results_dir`` with their file names, and unreadable files."""
+    from kit.claims.validate import load_accuracy_docs
+    from kit.results.store import load_results
+
+    loaded = load_results(results_dir)
+    acc_docs, acc_names, acc_bad = load_accuracy_docs(results_dir)
+    names = [str(f) for f in loaded.files] + acc_names
+    return loaded.docs + acc_docs, names, list(loaded.corrupt) + acc_bad
+
+
+def _verdict_row(v: Any) -> str:
+    from kit.claims.validate import fmt
+
+    reason = v.reason if v.verdict in ("fail", "inconclusive", "not-comparable") else v.reason[:220]
+    measured = fmt(v.measured) if v.measured is not None else "-"
+    return f"  {v.verdict:<15} {v.claim_id:<62} claimed {fmt(v.claimed):>12}  measured {measured:>12}  {reason}"
+
+
+def _print_table(verdicts: list[Any], only: tuple[str, ...]) -> None:
+    from kit.claims.validate import CLASSES
+
+    for cls in CLASSES:
+        group = [v for v in verdicts if v.comparability == cls]
+        counts = Counter(v.verdict for v in group)
+        click.echo(f"== {cls}: {len(group)} claims (" + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")")
+        for v in group:
+            if not only or v.verdict in only:
+                click.echo(_verdict_row(v))
+
+
+def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
+    from kit.claims.validate import verdicts_problem
+    from kit.results.store import atomic_write_text
+
+    problem = verdicts_problem(doc)
+    if problem:  # a bug of ours, not bad input: say so and do not write a file that lies
+        raise click.ClickException(f"internal error: verdict document breaks its schema {problem}")
+    try:
+        atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+@click.command("validate")
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Results directory, searched recursively (default: results/latest, or $QKIT_RESULTS).")
+@click.option("--expected", type=click.Path(path_type=Path), default=None,
+              help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
+              help="Also write every verdict to this JSON file (schemas/verdicts.schema.json).")
+@click.option("--only", multiple=True, type=click.Choice(["pass", "fail", "inconclusive", "not-comparable",
+                                                          "not-measured", "unsupported"]),
+              help="Print only claims with these verdicts (the JSON file always has all).")
+def validate(results: Path | None, expected: Path | None, json_path: Path | None, only: tuple[str, ...]) -> None:
+    """Check every published claim against the results: one verdict per claim; exit 1 if any failed."""
+    from kit.claims.validate import screen_results, summarize, verdict_document
+    from kit.claims.validate import validate as run_validation
+
+    claim_set = _claims_or_exit(expected)
+    results_dir = _results_dir(results)
+    docs, names, unreadable = _load_documents(results_dir)
+    screened = screen_results(docs, names)
+    rejected = unreadable + screened.rejected
+    for name, why in rejected:
+        click.echo(f"rejected result document {name}: {why}")
+    verdicts = run_validation(claim_set, screened.results, accuracy=screened.accuracy)
+    summary = summarize(verdicts, rejected=len(rejected))
+    click.echo(f"claims: {claim_set.directory}  results: {results_dir} ({len(screened.results)} result, "
+               f"{len(screened.accuracy)} accuracy documents)")
+    _print_table(verdicts, only)
+    click.echo(summary.line())
+    if json_path is not None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc = verdict_document(verdicts, summary, expected_dir=str(claim_set.directory), results_dir=str(results_dir),
+                               rejected=rejected, generated_utc=stamp, documents=len(docs) + len(unreadable))
+        _write_verdicts(json_path, doc)
+        click.echo(f"verdicts: {json_path}")
+    click.get_current_context().exit(summary.exit_code)
+
+
+# ============================================================================== accuracy
+
+
+def _accuracy_out(out: Path | None) -> Path:
+    if out is not None:
+        return out
+    if DEFAULT_RESULTS.is_dir():
+        return DEFAULT_RESULTS / "accuracy"
+    # Creating results/latest here would shadow the symlink the runner makes: ask instead.
+    raise BadInput(f"{DEFAULT_RESULTS} does not exist; pass --out DIR (validate reads *.accuracy.json under --results)")
+
+
+def _accuracy_line(doc: dict[str, Any], file: Path) -> str:
+    head = f"{doc['model']} {doc['path']} {doc['device']}"
+    if doc["status"] != "ok":
+        return f"{head}: {doc['status']} ({doc['reason']}) -> {file}"
+    lo1, hi1 = doc["top1_ci95"]
+    return (f"{head}: top-1 {doc['top1_pct']:.2f}% [95% CI {lo1:.2f}-{hi1:.2f}] top-5 {doc['top5_pct']:.2f}% "
+            f"over {doc['images']} images -> {file}")
+
+
+@click.command("accuracy")
+@click.option("--model", required=True, help="Study model id, e.g. dinov2-base-2023.")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="Local checkpoint directory (config.json with id2label, safetensors).")
+@click.option("--dataset", required=True, type=click.Path(path_type=Path),
+              help="Labelled images in ImageFolder layout: DIR/<class>/<image>.")
+@click.option("--paths", "paths_opt", multiple=True,
+              help="Paths to evaluate, comma separated or repeated (default: torch-fp32, torch-int8-dynamic).")
+@click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate only the first N images.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Where the accuracy documents go (default: results/latest/accuracy).")
+def accuracy(model: str, weights: Path, dataset: Path, paths_opt: tuple[str, ...], device: str, batch_size: int,
+             limit: int | None, out: Path | None) -> None:
+    """Top-1/top-5 accuracy per path on a labelled image folder (for seed 004's accuracy claims)."""
+    from kit.claims.accuracy import AccuracyError, run_accuracy, write_accuracy
+
+    paths = [p for value in (paths_opt or DEFAULT_ACCURACY_PATHS) for p in value.replace(",", " ").split()]
+    if not weights.is_dir():
+        raise BadInput(f"--weights {weights}: not a directory")
+    out_dir = _accuracy_out(out)
+    try:
+        docs = run_accuracy(model, weights, dataset, paths, device, batch_size, limit)
+    except AccuracyError as exc:
+        raise BadInput(str(exc)) from None
+    for doc in docs:
+        click.echo(_accuracy_line(doc, write_accuracy(out_dir, doc)))
+    click.get_current_context().exit(1 if any(d["status"] == "failed" for d in docs) else 0)

@@ -1,0 +1,491 @@
+"""validate: every claim gets a verdict with its numbers; the CLI's exit codes; accuracy helpers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pytest
+from claims_factory import CPU, H100, accuracy_doc, environment, not_ok_result, ok_result
+from click.testing import CliRunner
+
+from kit.claims import commands
+from kit.claims.accuracy import (
+    AccuracyError,
+    accuracy_problem,
+    count_hits,
+    image_folder,
+    label_index,
+    load_image,
+    preprocess_for,
+    topk_hits,
+    wilson_ci95,
+)
+from kit.claims.load import ClaimSet, default_expected_dir, load_claims
+from kit.claims.transcribe_check import STUDY_IDS
+from kit.claims.validate import (
+    Verdict,
+    same_hardware_name,
+    screen_results,
+    summarize,
+    validate,
+    verdict_document,
+    verdicts_problem,
+    version_matches,
+)
+
+HUGE = "vit-huge-patch14-2020"
+DINO = "dinov2-base-2023"
+
+
+@pytest.fixture(scope="module")
+def claims() -> ClaimSet:
+    return load_claims(default_expected_dir())
+
+
+def verdict_of(claims: ClaimSet, claim_id: str, docs: list[dict[str, Any]], **kw: Any) -> Verdict:
+    claim = claims.by_id()[claim_id]
+    (verdict,) = validate([claim], docs, **kw)
+    return verdict
+
+
+# ================================================================ pass / fail / inconclusive
+
+LAT = "001.latency.vit-huge-patch14-2020.fp16"  # 10.24 ms, ±10%, hardware-bound on the RTX 4070 Ti SUPER
+
+
+def test_a_claim_passes_within_tolerance(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", latency_ms=10.5, cv=0.001)])
+    assert v.verdict == "pass", v.reason
+    assert v.measured == 10.5 and v.claimed == 10.24
+    assert v.allowed == pytest.approx([9.216, 11.264])
+    assert "within" in v.reason
+
+
+def test_a_claim_fails_outside_tolerance_with_its_numbers(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", latency_ms=12.0, cv=0.001)])
+    assert v.verdict == "fail"
+    assert (v.measured, v.claimed) == (12.0, 10.24)
+    assert v.deviation == pytest.approx(1.76) and v.deviation_relative == pytest.approx(0.171875)
+    assert v.tolerance["kind"] == "relative" and v.tolerance["value"] == 0.10
+    assert "12 ms" in v.reason and "10.24 ms" in v.reason and "outside" in v.reason
+
+
+def test_inconclusive_when_the_ci_straddles_the_tolerance_edge(claims: ClaimSet) -> None:
+    # mean 11.2 is inside [9.216, 11.264]; its CI 11.2 ± 1.96·2.24/√20 reaches past 11.264.
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", latency_ms=11.2, cv=0.2, iterations=20)])
+    assert v.verdict == "inconclusive", v.reason
+    assert "straddles the tolerance edge 11.26" in v.reason and "CV 20.0%" in v.reason
+    assert v.ci95[0] < 11.264 < v.ci95[1]
+
+
+def test_a_tight_ci_outside_the_edge_is_a_fail_not_inconclusive(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", latency_ms=11.4, cv=0.001, iterations=1000)])
+    assert v.verdict == "fail"
+
+
+# ======================================================================== not-comparable
+
+
+def test_hardware_bound_claim_on_other_hardware_is_not_comparable(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", latency_ms=4.1, gpu=H100)])
+    assert v.verdict == "not-comparable"
+    assert "NVIDIA RTX 4070 Ti SUPER" in v.reason and H100 in v.reason
+    assert v.measured == 4.1 and v.hardware == {"claimed": "NVIDIA RTX 4070 Ti SUPER", "ours": f"{H100} (cuda)"}
+
+
+def test_the_claimed_gpu_is_preferred_when_several_machines_measured(claims: ClaimSet) -> None:
+    docs = [ok_result(HUGE, "torch-fp16", latency_ms=4.1, gpu=H100), ok_result(HUGE, "torch-fp16", latency_ms=10.3)]
+    assert verdict_of(claims, LAT, docs).verdict == "pass"
+
+
+def test_gpu_names_match_by_model_not_by_vendor_words() -> None:
+    assert same_hardware_name("NVIDIA RTX 4070 Ti SUPER", "NVIDIA GeForce RTX 4070 Ti SUPER")
+    assert same_hardware_name("NVIDIA T4", "Tesla T4")
+    assert not same_hardware_name("NVIDIA RTX 4070 Ti SUPER", "NVIDIA GeForce RTX 4070 Ti")
+    assert not same_hardware_name("NVIDIA H100", "NVIDIA H200")
+    assert same_hardware_name("NVIDIA H100", "NVIDIA H100 80GB HBM3")
+
+
+def test_hardware_bound_aggregate_on_other_hardware(claims: ClaimSet) -> None:
+    docs = [ok_result(m, p, latency_ms=5.0, gpu=H100) for m in STUDY_IDS
+            for p in ("torch-fp32", "torch-fp16", "bnb-int8", "bnb-nf4")]
+    v = verdict_of(claims, "000.ranges.latency.range", docs)
+    assert v.verdict == "not-comparable" and H100 in v.reason and v.measured == [5.0, 5.0]
+
+
+# ========================================================================== not-measured
+
+
+def test_missing_cell_is_not_measured(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [])
+    assert v.verdict == "not-measured" and "no result for vit-huge-patch14-2020 torch-fp16 on cuda" in v.reason
+
+
+def test_skipped_cell_gives_its_reason(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [not_ok_result(HUGE, "torch-fp16", "skipped", "CUDA unavailable: no GPU")])
+    assert v.verdict == "not-measured" and "skipped: CUDA unavailable: no GPU" in v.reason
+
+
+def test_cuda_claim_with_cpu_results_only_is_not_measured(claims: ClaimSet) -> None:
+    v = verdict_of(claims, LAT, [ok_result(HUGE, "torch-fp16", device="cpu", latency_ms=10.24, gpu=None)])
+    assert v.verdict == "not-measured" and "measured on cpu only" in v.reason
+
+
+def test_nan_in_a_result_is_not_measured_not_a_crash(claims: ClaimSet) -> None:
+    doc = ok_result(HUGE, "torch-fp16")
+    doc["latency"]["mean"] = float("nan")
+    v = verdict_of(claims, LAT, [doc])
+    assert v.verdict == "not-measured" and "latency.mean" in v.reason
+
+
+# ============================================================================ relative
+
+
+def test_speedup_is_recomputed_on_one_machine_whatever_the_gpu(claims: ClaimSet) -> None:
+    docs = [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100),
+            ok_result(HUGE, "torch-fp16", latency_ms=10.24, gpu=H100)]
+    v = verdict_of(claims, "001.speedup.vit-huge-patch14-2020.fp16", docs)
+    assert v.verdict == "pass" and v.measured == pytest.approx(25.59 / 10.24)
+    assert "fp32 mean latency / path mean latency" in v.convention and H100 in v.reason
+
+
+def test_a_ratio_across_two_machines_is_not_measured(claims: ClaimSet) -> None:
+    docs = [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100), ok_result(HUGE, "torch-fp16", latency_ms=10.24)]
+    v = verdict_of(claims, "001.speedup.vit-huge-patch14-2020.fp16", docs)
+    assert v.verdict == "not-measured" and "different machines" in v.reason
+
+
+def test_memory_reduction(claims: ClaimSet) -> None:
+    docs = [ok_result(HUGE, "torch-fp32", peak_mb=2420.56), ok_result(HUGE, "bnb-nf4", peak_mb=330.0)]
+    v = verdict_of(claims, "001.arch.memory_reduction_pct.vit-huge-patch14-2020.int4_nf4", docs)
+    assert v.verdict == "fail" and v.measured == pytest.approx(100 * (1 - 330 / 2420.56))
+    assert v.tolerance == {"kind": "absolute", "value": 2.0, "reason": v.tolerance["reason"]}
+
+
+def _speedup_docs(ratio: float, models: tuple[str, ...] = STUDY_IDS, gpu: str = H100) -> list[dict[str, Any]]:
+    return [doc for m in models for doc in (ok_result(m, "torch-fp32", latency_ms=10.0 * ratio, gpu=gpu),
+                                            ok_result(m, "torch-fp16", latency_ms=10.0, gpu=gpu))]
+
+
+def test_aggregate_is_recomputed_from_our_rows(claims: ClaimSet) -> None:
+    v = verdict_of(claims, "001.summary.fp16.speedup", _speedup_docs(1.33))
+    assert v.verdict == "pass" and v.measured == pytest.approx(1.33)
+    assert "mean over the 16 models" in v.convention
+
+
+def test_aggregate_with_a_missing_row_is_not_measured(claims: ClaimSet) -> None:
+    v = verdict_of(claims, "001.summary.fp16.speedup", _speedup_docs(1.33, STUDY_IDS[1:]))
+    assert v.verdict == "not-measured" and "1 of the 16 rows" in v.reason and HUGE in v.reason
+
+
+def test_leader_and_top_lists(claims: ClaimSet) -> None:
+    newer = "2025-02-01T00:00:00Z"
+    docs = [*_speedup_docs(1.0), ok_result(HUGE, "torch-fp16", latency_ms=4.0, gpu=H100, finished=newer)]
+    docs += [ok_result(m, p, latency_ms=50.0, gpu=H100) for m in STUDY_IDS for p in ("bnb-int8", "bnb-nf4")]
+    assert verdict_of(claims, "001.leaders.foundation_transformer", docs).verdict == "pass"
+    docs.append(ok_result("vit-large-patch16-2020", "torch-fp16", latency_ms=2.0, gpu=H100,
+                          finished="2025-02-01T00:00:00Z"))
+    v = verdict_of(claims, "001.leaders.foundation_transformer", docs)
+    assert v.verdict == "fail" and v.measured == "vit-large-patch16-2020"
+    top = verdict_of(claims, "000.top_fp16_speedup.list", docs)
+    # ranks 3-5 are ties at 1.0x: which two of them make the top 4 is noise, not a finding
+    assert top.verdict == "inconclusive" and "within noise" in top.reason and "vit-large-patch16-2020" in top.measured
+
+
+def test_newest_document_of_a_cell_wins(claims: ClaimSet) -> None:
+    docs = [ok_result(HUGE, "torch-fp16", latency_ms=20.0, finished="2025-01-01T00:00:00Z"),
+            ok_result(HUGE, "torch-fp16", latency_ms=10.3, finished="2025-03-01T00:00:00Z")]
+    assert verdict_of(claims, LAT, docs).verdict == "pass"
+
+
+# =========================================================================== portable
+
+
+def test_parameters_are_compared_on_any_hardware(claims: ClaimSet) -> None:
+    v = verdict_of(claims, "003.selection.vit-base-patch32-specialized.parameters",
+                   [ok_result("vit-base-patch32-specialized", "torch-fp32", parameters=88_045_824, gpu=H100)])
+    assert v.verdict == "fail" and v.measured == 88_045_824 and v.hardware is None
+
+
+def test_dynamic_int8_claims_of_004(claims: ClaimSet) -> None:
+    cpu = [ok_result(DINO, "torch-fp32", device="cpu", latency_ms=45.0, peak_mb=342.0, gpu=None),
+           ok_result(DINO, "torch-int8-dynamic", device="cpu", latency_ms=29.0, peak_mb=127.0, gpu=None)]
+    lat = verdict_of(claims, "004.perf.latency.quantized", cpu)
+    assert lat.verdict == "not-comparable" and "NVIDIA T4" in lat.reason and CPU in lat.reason
+    assert "CPU kernels only" in lat.reason
+    imp = verdict_of(claims, "004.perf.latency.improvement", cpu)
+    assert imp.verdict == "pass" and imp.measured == pytest.approx(100 * (1 - 29 / 45))
+
+
+def test_accuracy_claims_need_accuracy_documents(claims: ClaimSet) -> None:
+    v = verdict_of(claims, "004.accuracy.top1.quantized", [])
+    assert v.verdict == "not-measured" and "qkit accuracy" in v.reason
+    acc = [accuracy_doc(DINO, "torch-fp32", 81.2, 95.5), accuracy_doc(DINO, "torch-int8-dynamic", 80.8, 95.3)]
+    assert verdict_of(claims, "004.accuracy.top1.original", [], accuracy=acc).verdict == "pass"
+    delta = verdict_of(claims, "004.accuracy.top1.difference", [], accuracy=acc)
+    assert delta.verdict == "pass" and delta.measured == pytest.approx(-0.4) and delta.ci95 is None
+    assert verdict_of(claims, "004.findings.top1_within_0_3", [], accuracy=acc).verdict == "pass"
+
+
+def test_unsupported_claims(claims: ClaimSet) -> None:
+    v = verdict_of(claims, "001.arch.simulated_accuracy.vit-huge-patch14-2020.fp16", [ok_result(HUGE, "torch-fp16")])
+    assert v.verdict == "unsupported" and "constant 0.85" in v.reason
+    assert verdict_of(claims, "000.columns.stability_score", []).verdict == "unsupported"
+
+
+def test_versions_and_hardware_against_our_environment(claims: ClaimSet) -> None:
+    same = [ok_result(HUGE, "torch-fp16")]
+    assert verdict_of(claims, "000.software.pytorch", same).verdict == "pass"
+    assert verdict_of(claims, "000.hardware.gpu", same).verdict == "pass"
+    other = [ok_result(HUGE, "torch-fp16", gpu=H100, env=environment(H100, torch="2.5.1+cu124"))]
+    v = verdict_of(claims, "000.software.pytorch", other)
+    assert v.verdict == "not-comparable" and "2.5.1+cu124" in v.reason
+    assert verdict_of(claims, "000.hardware.gpu", other).verdict == "not-comparable"
+    assert version_matches("3.8+", "3.11.7") and not version_matches("3.12", "3.11.7")
+    assert version_matches("2.1.0", "2.1.0+cu121") and not version_matches("2.1.0", "2.1.01")
+
+
+# ====================================================================== whole-set checks
+
+
+def test_every_claim_gets_exactly_one_verdict_and_the_document_is_schema_valid(claims: ClaimSet) -> None:
+    docs = [*_speedup_docs(1.3), not_ok_result(HUGE, "bnb-nf4", "failed", "OOM")]
+    verdicts = validate(claims, docs)
+    assert [v.claim_id for v in verdicts] == [c.id for c in claims]
+    assert not [v for v in verdicts if "internal error" in v.reason]
+    summary = summarize(verdicts)
+    assert summary.total == len(claims) and sum(summary.by_verdict.values()) == len(claims)
+    doc = verdict_document(verdicts, summary, expected_dir="e", results_dir="r", rejected=[("x.json", "bad")],
+                           generated_utc="2025-01-01T00:00:00Z", documents=len(docs) + 1)
+    assert verdicts_problem(doc) is None
+    assert summary.exit_code == (1 if summary.by_verdict["fail"] else 0)
+
+
+def test_screening_rejects_bad_documents_by_name() -> None:
+    good = ok_result(HUGE, "torch-fp16")
+    bad = {**good, "status": "maybe"}
+    screened = screen_results([good, bad, "text", accuracy_doc(DINO, "torch-fp32", 80, 95)], ["a", "b", "c", "d"])
+    assert len(screened.results) == 1 and len(screened.accuracy) == 1
+    assert [name for name, _ in screened.rejected] == ["b", "c"]
+    assert "#/status" in screened.rejected[0][1]
+
+
+# ==================================================================================== CLI
+
+
+def _group() -> click.Group:
+    group = click.Group()
+    for cmd in (commands.claims, commands.validate, commands.accuracy):
+        group.add_command(cmd)
+    return group
+
+
+def _write_doc(root: Path, doc: dict[str, Any]) -> Path:
+    c = doc["cell"]
+    file = root / "cells" / c["model"] / f"{c['path']}__{c['device']}__bs{c['batch_size']}.json"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(doc))
+    return file
+
+
+@pytest.fixture
+def small_expected(tmp_path: Path) -> Path:
+    """001's claims about vit-huge only: fast to load, enough for exit codes."""
+    src = next(default_expected_dir().glob("001_*.json"))
+    doc = json.loads(src.read_text(encoding="utf-8"))
+    doc["claims"] = [c for c in doc["claims"] if c["subject"].get("model") == HUGE]
+    out = tmp_path / "expected"
+    out.mkdir()
+    (out / src.name).write_text(json.dumps(doc), encoding="utf-8")
+    return out
+
+
+def _huge_docs(fp16_latency: float) -> list[dict[str, Any]]:
+    # The study's own vit-huge rows, so that every claim about it passes except what the test changes.
+    rows = {"torch-fp32": (25.59, 2420.56), "torch-fp16": (fp16_latency, 1214.34), "bnb-int8": (56.14, 615.82),
+            "bnb-nf4": (56.54, 615.82)}
+    return [ok_result(HUGE, p, latency_ms=lat, peak_mb=peak, parameters=632_000_000) for p, (lat, peak) in rows.items()]
+
+
+def test_cli_exit_0_when_no_claim_failed(tmp_path: Path, small_expected: Path) -> None:
+    for doc in _huge_docs(10.24):
+        _write_doc(tmp_path / "res", doc)
+    out = tmp_path / "verdicts.json"
+    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
+                                           str(small_expected), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "== portable" in result.output and "== relative" in result.output and "== hardware-bound" in result.output
+    assert result.output.strip().splitlines()[-2].startswith("validate: ")
+    doc = json.loads(out.read_text())
+    assert verdicts_problem(doc) is None and doc["summary"]["failed"] == 0 and doc["summary"]["by_verdict"]["pass"] > 20
+
+
+def test_cli_exit_1_when_a_claim_failed(tmp_path: Path, small_expected: Path) -> None:
+    for doc in _huge_docs(20.0):
+        _write_doc(tmp_path / "res", doc)
+    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
+                                           str(small_expected), "--only", "fail"])
+    assert result.exit_code == 1, result.output
+    assert "fail            001.latency.vit-huge-patch14-2020.fp16" in result.output
+
+
+def test_cli_lists_corrupt_documents_and_validates_the_rest(tmp_path: Path, small_expected: Path) -> None:
+    for doc in _huge_docs(10.24):
+        _write_doc(tmp_path / "res", doc)
+    broken = tmp_path / "res" / "cells" / HUGE / "torch-bf16__cuda__bs1.json"
+    broken.write_text('{"schema_version": "1", "kind": "qkit-res')
+    out = tmp_path / "v.json"
+    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
+                                           str(small_expected), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"rejected result document {broken}" in result.output
+    doc = json.loads(out.read_text())
+    assert doc["results"]["rejected"][0]["file"] == str(broken) and doc["summary"]["by_verdict"]["pass"] > 20
+
+
+def test_cli_exit_2_on_a_malformed_expected_file(tmp_path: Path, small_expected: Path) -> None:
+    file = next(small_expected.glob("*.json"))
+    doc = json.loads(file.read_text())
+    doc["claims"][3]["tolerance"]["kind"] = "loose"
+    file.write_text(json.dumps(doc))
+    (tmp_path / "res").mkdir()
+    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
+                                           str(small_expected)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert str(file) in lines[0] and "#/claims/3/tolerance/kind" in lines[0] and "(rule: enum)" in lines[0]
+
+
+def test_cli_exit_2_on_a_missing_results_dir(tmp_path: Path, small_expected: Path) -> None:
+    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "nope"), "--expected",
+                                           str(small_expected)])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+
+
+def test_cli_claims_lists_counts(small_expected: Path) -> None:
+    result = CliRunner().invoke(_group(), ["claims", "--expected", str(small_expected)])
+    assert result.exit_code == 0
+    assert "001.latency.vit-huge-patch14-2020.fp16" in result.output
+    assert result.output.strip().splitlines()[-1].split()[0] == "all"
+
+
+def test_cli_accuracy_bad_input(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["accuracy", "--model", DINO, "--dataset", str(tmp_path), "--out", str(tmp_path / "o")]
+    missing = runner.invoke(_group(), [*args, "--weights", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "not a directory" in missing.output
+    (tmp_path / "w").mkdir()
+    no_config = runner.invoke(_group(), [*args, "--weights", str(tmp_path / "w")])
+    assert no_config.exit_code == 2 and "config.json" in no_config.output
+
+
+# ============================================================================== accuracy
+
+
+def test_label_mapping_from_id2label() -> None:
+    id2label = {"0": "tench, Tinca tinca", "1": "goldfish, Carassius auratus", "2": "great white shark"}
+    assert label_index(["tench", "Goldfish", "great_white_shark"], id2label) == {
+        "tench": 0, "Goldfish": 1, "great_white_shark": 2}
+    assert label_index(["0", "2"], {"0": "a", "1": "b", "2": "c"}) == {"0": 0, "2": 2}
+    with pytest.raises(AccuracyError, match="1 class folder"):
+        label_index(["tench", "n01440764"], id2label)
+
+
+def test_topk_and_counting() -> None:
+    logits = np.array([[0.1, 0.9, 0.0], [0.8, 0.05, 0.15], [0.2, 0.3, 0.5]], dtype=np.float32)
+    labels = np.array([1, 2, 0])
+    assert topk_hits(logits, labels, 1) == 1 and topk_hits(logits, labels, 2) == 2 and topk_hits(logits, labels, 5) == 3
+    run = lambda x: np.eye(3, dtype=np.float32)[: len(x)]  # noqa: E731
+    data = iter([(np.zeros((3, 3, 2, 2), np.float32), np.array([0, 1, 2]))])
+    assert count_hits(run, data, 3) == (3, 3, 3)
+    with pytest.raises(AccuracyError, match="not a classifier"):
+        count_hits(run, iter([(np.zeros((2, 3, 2, 2), np.float32), np.array([0, 1]))]), 1000)
+
+
+def test_wilson_interval() -> None:
+    lo, hi = wilson_ci95(8124, 10_000)
+    assert 80.4 < lo < 81.24 < hi < 82.1
+    assert wilson_ci95(0, 10) [0] == 0.0 and wilson_ci95(10, 10)[1] == 100.0
+
+
+def test_image_folder_and_preprocessing(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for cls in ("tench", "goldfish"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 30), (255, 0, 0)).save(tmp_path / "data" / cls / "a.png")
+    items = image_folder(tmp_path / "data")
+    assert [name for _, name in items] == ["goldfish", "tench"]
+    prep = preprocess_for(tmp_path, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    pixels = load_image(items[0][0], prep)
+    assert pixels.shape == (3, 16, 16)
+    assert pixels[0].mean() == pytest.approx(1.0) and pixels[1].mean() == pytest.approx(-1.0)
+    (tmp_path / "empty" / "tench").mkdir(parents=True)
+    with pytest.raises(AccuracyError, match="no images"):
+        image_folder(tmp_path / "empty")
+
+
+def test_accuracy_document_check() -> None:
+    good = accuracy_doc(DINO, "torch-fp32", 81.0, 95.0)
+    assert accuracy_problem(good) is None
+    assert accuracy_problem({**good, "top1_pct": 181.0}) is not None
+    assert accuracy_problem({**good, "status": "failed", "reason": "OOM"}) is None
+    assert accuracy_problem([]) == "not a JSON object"
+
+
+def test_processor_settings_are_followed(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"size": {"height": 8, "width": 8}, "do_normalize": False, "do_flip_channel_order": True}))
+    prep = preprocess_for(tmp_path, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert prep.resize_exact == (8, 8) and prep.mean == (0.0, 0.0, 0.0) and prep.flip_channels
+    Image.new("RGB", (20, 10), (255, 0, 0)).save(tmp_path / "red.png")
+    pixels = load_image(tmp_path / "red.png", prep)
+    assert pixels.shape == (3, 8, 8) and pixels[2].mean() == pytest.approx(1.0) and pixels[0].mean() == 0.0
+
+
+def test_a_backbone_spec_is_read_as_a_classifier() -> None:
+    from kit.claims.accuracy import classifier_spec
+    from kit.models.registry import get_model
+
+    spec = classifier_spec(get_model(DINO))
+    assert spec.model_class == "Dinov2ForImageClassification"
+    assert (spec.head, spec.primary_output) == ("classifier", "logits")
+    assert classifier_spec(get_model("mobilevit-xxs-edge")) == get_model("mobilevit-xxs-edge")
+
+
+def test_accuracy_command_end_to_end(tmp_path: Path, small_expected: Path) -> None:
+    """A tiny real checkpoint (MobileViT-XXS, random weights, default LABEL_i labels) and six images:
+    the command writes one accuracy document per path, and validate reads them from the results dir."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from PIL import Image
+
+    from kit.models.build import build_model
+    from kit.models.registry import get_model
+
+    model, _ = build_model(get_model("mobilevit-xxs-edge"), "random", seed=0)
+    model.save_pretrained(tmp_path / "w", safe_serialization=True)
+    rng = np.random.default_rng(0)
+    for cls in ("LABEL_3", "LABEL_7"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(2):
+            pixels = (rng.random((40, 50, 3)) * 255).astype("uint8")
+            Image.fromarray(pixels).save(tmp_path / "data" / cls / f"{i}.png")
+    out = tmp_path / "results" / "accuracy"
+    args = ["accuracy", "--model", "mobilevit-xxs-edge", "--weights", str(tmp_path / "w"), "--dataset",
+            str(tmp_path / "data"), "--paths", "torch-fp32", "--out", str(out), "--batch-size", "4"]
+    result = CliRunner().invoke(_group(), args)
+    assert result.exit_code == 0, result.output
+    (file,) = out.glob("*.accuracy.json")
+    doc = json.loads(file.read_text())
+    assert accuracy_problem(doc) is None and doc["images"] == 4 and 0 <= doc["top1_pct"] <= doc["top5_pct"] <= 100
+    run = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "results"), "--expected",
+                                        str(small_expected)])
+    assert run.exit_code == 0 and "1 accuracy documents" in run.output
