@@ -74,7 +74,7 @@ def summary_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if doc["status"] == "ok":
             lat, base = doc["latency"], baselines.get(_baseline_key(doc))
             row.update(
-                parameters=(doc.get("model_info") or {}).get("parameters", ""),
+                parameters=(doc.get("model_info") or {}).get("param_count", ""),
                 latency_ms=f"{lat['mean']:.4f}",
                 latency_p50_ms=f"{lat['p50']:.4f}",
                 latency_p99_ms=f"{lat['p99']:.4f}",
