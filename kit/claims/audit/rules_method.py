@@ -1,0 +1,317 @@
+"""Method plausibility: a method claimed where it cannot run, methods whose results cannot be
+told apart, a label naming one method for another, and published code that cannot produce the
+claimed result.
+
+Facts used (stated with each finding):
+* ``torch.ao.quantization.quantize_dynamic`` (``torch.quantization.quantize_dynamic``) swaps
+  ``nn.Linear`` for ``torch.ao.nn.quantized.dynamic.Linear``, whose ``quantized::linear_dynamic``
+  kernels exist for the CPU backends (fbgemm, qnnpack, onednn, x86) only: there is no CUDA
+  kernel, so a dynamically quantized model cannot run on an NVIDIA GPU.
+* bitsandbytes <= 0.43 (the seeds pin 0.42.0) is CUDA-only (CPU support began in 0.44's
+  multi-backend preview).
+* bitsandbytes' INT8 is LLM.int8() (vector-wise quantization with FP16 outlier decomposition,
+  ``Linear8bitLt``), not PyTorch's "dynamic quantization".
+* Tiny ImageNet images are 64x64 px, 200 classes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+
+from kit.claims.audit.engine import AuditClaim, Hit, Study, fmt, path_key, rule
+from kit.claims.audit.rules_physics import arch
+
+CPU_ONLY_PATHS = ("torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static-qdq")
+CUDA_ONLY_PATHS = ("bnb-int8", "bnb-nf4")
+_QDYN = re.compile(r"quantize_dynamic|torch\.quantization|torch\.ao\.quantization|dynamic quantization",
+                   re.IGNORECASE)
+_BNB = re.compile(r"bitsandbytes|bnb\.|linear8bitlt|linear4bit|llm\.int8", re.IGNORECASE)
+
+
+def _int8_devices(study: Study, c: AuditClaim) -> set[str]:
+    """Devices of the study's INT8 result rows."""
+    return {x.device for x in study.claims if x.device and study.same_group(x, c) and x.kind == "cell"
+            and "int8" in (path_key(x) or "").lower()}
+
+
+@rule(
+    "method.device_support",
+    family="method",
+    severity="error",
+    convention="PyTorch dynamic quantization has CPU kernels only; bitsandbytes 0.42 has CUDA "
+    "kernels only; a result on the other device cannot be a measurement of that method",
+)
+def device_support(study: Study) -> Iterator[Hit]:
+    """A quantization method reported on a device it has no kernels for."""
+    seen: set[tuple[str, str, str]] = set()
+    for c in study.claims:
+        p = path_key(c) or ""
+        if c.kind != "cell" or not c.device:
+            continue
+        if p in CPU_ONLY_PATHS and c.device == "cuda":
+            why = "has CPU kernels only (quantized::linear_dynamic has no CUDA implementation)"
+        elif p in CUDA_ONLY_PATHS and c.device == "cpu":
+            why = "is CUDA-only in bitsandbytes <= 0.43"
+        else:
+            continue
+        key = (c.source_file, p, c.device)
+        if key in seen:
+            continue
+        seen.add(key)
+        same = [x for x in study.claims if x.source_file == c.source_file and path_key(x) == p
+                and x.device == c.device and x.kind == "cell"]
+        gpu = study.hardware_of(c.source_file)
+        yield Hit(
+            f"{c.source_file}: {p} results are reported on {c.device}"
+            + (f" ({gpu})" if c.device == "cuda" and gpu else "") + f", but that method {why}",
+            f"{len(same)} {p} claims on {c.device}: " + ", ".join(f"{x.metric}={x.value}" for x in same[:6]),
+            same[:8],
+        )
+    # Published code/method text that calls torch's dynamic quantization for results on a GPU.
+    for c in study.claims:
+        if c.metric != "method_description" or not isinstance(c.value, str):
+            continue
+        if not re.search(r"quantize_dynamic", c.value + " " + c.text):
+            continue
+        devices = _int8_devices(study, c)
+        if "cuda" not in devices:
+            continue
+        yield Hit(
+            f"{c.source_file}: its INT8 code calls torch's quantize_dynamic, which runs on CPU only, "
+            f"while the study's INT8 results are GPU measurements",
+            f"'{c.value[:120]}'; INT8 result devices in this study: {', '.join(sorted(devices))}",
+            [c],
+        )
+
+
+@rule(
+    "method.label_conflict",
+    family="method",
+    severity="error",
+    convention="one precision label, one method: descriptions of the same label that name different "
+    "libraries (bitsandbytes vs torch.quantization) or call LLM.int8 'dynamic quantization' conflict",
+)
+def label_conflict(study: Study) -> Iterator[Hit]:
+    """A method label that names one method for another."""
+    by_file: dict[str, list[AuditClaim]] = defaultdict(list)
+    for c in study.metric("method_description"):
+        if isinstance(c.value, str):
+            by_file[c.source_file].append(c)
+    for f, descs in sorted(by_file.items()):
+        int8 = [c for c in descs if "int8" in ((c.published_label or "") + (c.subject.get("item") or "")).lower()
+                or (path_key(c) or "").endswith("int8")]
+        bnb = [c for c in int8 if _BNB.search(c.value)]
+        torchq = [c for c in int8 if re.search(r"torch\.(ao\.)?quantization|quantize_dynamic", c.value)]
+        mixed = [c for c in int8 if _BNB.search(c.value) and re.search(r"dynamic quantization", c.value, re.I)]
+        if bnb and torchq:
+            yield Hit(
+                f"{f}: INT8 is described as bitsandbytes and, in its code, as torch's quantize_dynamic: "
+                "two different methods under one label",
+                "; ".join(f"{c.id}: '{c.value[:90]}'" for c in [*bnb, *torchq]),
+                [*bnb, *torchq],
+            )
+        elif mixed:
+            yield Hit(
+                f"{f}: INT8 is called 'dynamic quantization via BitsAndBytes'; bitsandbytes' INT8 is "
+                "LLM.int8(), not PyTorch dynamic quantization",
+                "; ".join(f"{c.id}: '{c.value[:90]}'" for c in mixed),
+                mixed,
+            )
+
+
+@rule(
+    "method.indistinguishable",
+    family="method",
+    severity="error",
+    convention="two different methods (paths) of one model whose peak memories agree within "
+    "printed rounding for most models, and whose averages agree, are the same computation",
+)
+def indistinguishable(study: Study) -> Iterator[Hit]:
+    """Different methods with the same results (e.g. NF4 rows identical to INT8 rows)."""
+    pairs = (("bnb-int8", "bnb-nf4"), ("torch-fp16", "torch-bf16"))
+    for a_path, b_path in pairs:
+        per_loc: dict[str, list[tuple[str, AuditClaim, AuditClaim]]] = defaultdict(list)
+        totals: dict[str, int] = defaultdict(int)
+        for c in study.cells("peak_memory_mb", kit_path=a_path):
+            other = [x for x in study.cells("peak_memory_mb", model=c.model, kit_path=b_path)
+                     if x.location == c.location]
+            if not other:
+                continue
+            totals[c.location] += 1
+            if c.iv.meets(other[0].iv):
+                per_loc[c.location].append((c.model or "", c, other[0]))
+        # one finding per study: the tables repeat the same rows
+        by_group: dict[str, list[str]] = defaultdict(list)
+        for loc, same in sorted(per_loc.items()):
+            if totals[loc] >= 4 and len(same) >= 0.5 * totals[loc]:
+                by_group[study.group_of(same[0][1].source_file)].append(loc)
+        for _g, locs in sorted(by_group.items()):
+            loc = max(locs, key=lambda k: (totals[k], len(per_loc[k])))
+            same = per_loc[loc]
+            aggs = _equal_aggregates(study, same[0][1], a_path, b_path)
+            others = [f"{k}: {len(per_loc[k])}/{totals[k]}" for k in locs if k != loc]
+            yield Hit(
+                f"{b_path} and {a_path} report the same peak memory for {len(same)} of {totals[loc]} models "
+                f"({loc}); different bit widths cannot give identical footprints",
+                ", ".join(f"{m} {fmt(x.num)}" for m, x, _y in same[:10])
+                + (" ...; " if len(same) > 10 else "; ") + (aggs or "no aggregates compared")
+                + (f"; also {'; '.join(others)}" if others else ""),
+                [x for _m, a, b in same[:6] for x in (a, b)],
+            )
+
+
+def _equal_aggregates(study: Study, near: AuditClaim, a_path: str, b_path: str) -> str:
+    out = []
+    for c in study.claims:
+        if c.kind != "aggregate" or not c.is_number or not study.same_group(c, near):
+            continue
+        paths = c.over.get("kit_path", c.over.get("kit_paths"))
+        if paths != a_path and paths != [a_path]:
+            continue
+        for d in study.claims:
+            if d.kind == "aggregate" and d.is_number and d.source_file == c.source_file \
+                    and d.metric == c.metric and d.aggregate == c.aggregate \
+                    and d.over.get("kit_path", d.over.get("kit_paths")) in (b_path, [b_path]) \
+                    and d.iv.meets(c.iv):
+                out.append(f"{c.aggregate} {c.metric}: {fmt(c.num)} ({a_path}) = {fmt(d.num)} ({b_path})")
+    return "; ".join(sorted(set(out))[:4])
+
+
+_METHOD_WORDS = {"int8": ("bnb-int8",), "nf4": ("bnb-nf4",), "int4": ("bnb-nf4",), "fp16": ("torch-fp16",)}
+
+
+@rule(
+    "method.row_label",
+    family="method",
+    severity="error",
+    convention="a per-method row count must equal the rows of that method's path in the per-model "
+    "tables; a count equal to the rows of two paths means the other path's rows carry this label",
+)
+def row_label(study: Study) -> Iterator[Hit]:
+    """A method label that covers another method's rows (e.g. 'Bitsandbytes Int8' on the NF4 rows)."""
+    for c in study.metric("method_row_count"):
+        item = str(c.subject.get("item") or c.text).lower()
+        if not c.is_number:
+            continue
+        own = next((paths for w, paths in _METHOD_WORDS.items() if w in item), None)
+        if own is None:
+            continue
+        rows = {}
+        for p in ("torch-fp32", "torch-fp16", "bnb-int8", "bnb-nf4"):
+            models = {x.model for x in study.cells("speedup", kit_path=p) if study.same_group(x, c)}
+            models |= {x.model for x in study.cells("latency_ms", kit_path=p) if study.same_group(x, c)}
+            rows[p] = len(models)
+        n_own = sum(rows[p] for p in own)
+        if n_own == 0 or int(c.num) == n_own:
+            continue
+        # quantized neighbours first: a label that swallowed another path's rows most likely
+        # swallowed the other bitsandbytes path's
+        order = sorted(rows, key=lambda p: (not p.startswith("bnb-"), p))
+        extra = [p for p in order if p not in own and rows[p] and int(c.num) == n_own + rows[p]]
+        if not extra:
+            continue
+        yield Hit(
+            f"'{c.subject.get('item')}' counts {fmt(c.num)} rows = {n_own} {'/'.join(own)} + {rows[extra[0]]} "
+            f"{extra[0]} rows: the {extra[0]} rows carry this method's label",
+            f"rows per path in the tables: {', '.join(f'{p} {n}' for p, n in rows.items())}; "
+            f"{fmt(c.num)} = {n_own} + {rows[extra[0]]}",
+            [c],
+        )
+
+
+@rule(
+    "method.accuracy_setup",
+    family="method",
+    severity="warning",
+    convention="top-k accuracy needs a classifier with the dataset's classes: a backbone checkpoint "
+    "(no head) needs a trained head the report must describe; Tiny ImageNet images are 64x64 px",
+)
+def accuracy_setup(study: Study) -> Iterator[Hit]:
+    """Accuracy figures for a model or data pipeline that cannot produce them as described."""
+    for f in sorted({c.source_file for c in study.claims}):
+        acc = [c for c in study.claims if c.source_file == f and c.kind == "cell"
+               and re.match(r"top\d+_accuracy(_pct)?$", c.metric)]
+        datasets = [c for c in study.metric("dataset") if c.source_file == f and isinstance(c.value, str)]
+        crops = [c for c in study.metric("center_crop_px") if c.source_file == f and c.is_number]
+        tiny = [d for d in datasets if "tiny imagenet" in d.value.lower()]
+        if acc:
+            models = sorted({c.model for c in acc if c.model})
+            for m in models:
+                a = arch(m)
+                if a is not None and a.head == "backbone":
+                    yield Hit(
+                        f"{f}: top-1/top-5 accuracy reported for {m} ({a.checkpoint}), a backbone with no "
+                        "classification head; the head (and its training) that produced them is not described",
+                        f"registry head = backbone; {len(acc)} accuracy claims"
+                        + (f"; dataset {tiny[0].value} (200 classes)" if tiny else ""),
+                        [*acc[:4], *tiny[:1]],
+                    )
+        for d in tiny:
+            for crop in crops:
+                if crop.num > 64:
+                    yield Hit(
+                        f"{f}: Tiny ImageNet images are 64x64 px; 'center cropping to {fmt(crop.num)}x"
+                        f"{fmt(crop.num)}' is impossible without an unmentioned {crop.num / 64:g}x upscale",
+                        f"Tiny ImageNet: 64x64 px, 200 classes; crop {fmt(crop.num)} px",
+                        [d, crop],
+                    )
+
+
+_CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ...] = (
+    (
+        "weights not copied",
+        re.compile(r"Linear8bitLt\(|Linear4bit\("),
+        re.compile(r"\.weight\s*=|load_state_dict|Int8Params\(|Params4bit\(|\.data\s*=", re.I),
+        "replaces each nn.Linear with a freshly initialised bitsandbytes layer and never copies the "
+        "trained weights into it, so the 'quantized' model computes with random weights",
+    ),
+    (
+        "GradScaler on a half model",
+        re.compile(r"\.half\(\).*GradScaler|GradScaler.*\.half\(\)", re.S),
+        None,
+        "calls model.half() and then GradScaler: unscaling FP16 gradients raises 'Attempting to unscale "
+        "FP16 gradients', so this training step cannot run",
+    ),
+    (
+        "autocast on a half model",
+        re.compile(r"\.half\(\).*autocast\(|autocast\(.*\.half\(\)", re.S),
+        None,
+        "wraps an already-half model in autocast: a no-op, so it is not what made FP16 faster",
+    ),
+    (
+        "quantize_dynamic then CUDA",
+        re.compile(r"quantize_dynamic.*\.cuda\(|\.cuda\(.*quantize_dynamic", re.S),
+        None,
+        "moves a dynamically quantized model to CUDA, where quantize_dynamic's Linear has no kernels",
+    ),
+    (
+        "nvFuser",
+        re.compile(r"fuser\(\s*[\"']fuser2[\"']\s*\)"),
+        None,
+        "selects 'fuser2' (nvFuser), deprecated for TorchScript since torch 2.0 and a no-op from 2.2",
+    ),
+)
+
+
+@rule(
+    "method.code",
+    family="method",
+    severity="error",
+    convention="published code checked for constructs that cannot produce the claimed result "
+    "(fresh bitsandbytes layers without the trained weights, GradScaler on a .half() model, "
+    "quantize_dynamic on CUDA, nvFuser)",
+)
+def code(study: Study) -> Iterator[Hit]:
+    """Published code that cannot produce the claimed result."""
+    for c in study.claims:
+        blob = "\n".join(str(x) for x in (c.value, c.raw.get("code"), c.text) if isinstance(x, str))
+        if not any(tok in blob for tok in ("(", "=")) or c.metric not in ("method_description", "code",
+                                                                         "code_listing", "published_code"):
+            continue
+        for name, pat, unless, why in _CODE_CHECKS:
+            if pat.search(blob) and not (unless and unless.search(blob)):
+                sev = {"autocast on a half model": "warning", "nvFuser": "info"}.get(name)
+                yield Hit(f"{c.source_file}: published code ({name}) {why}", f"{c.id}: '{blob[:160]}'",
+                          [c], severity=sev)

@@ -1,0 +1,443 @@
+"""Physics: memory, model size and time against what the architecture and the hardware allow.
+
+Conventions
+-----------
+* Parameters: the registry's exact count of the real architecture (``kit.models.registry``,
+  ``real_params``), its ``nn.Linear`` share from ``kit.models.flops`` (what bitsandbytes
+  quantizes).
+* Bytes per parameter: FP32 4, FP16/BF16 2; bitsandbytes LLM.int8: Linear weights 1 (+ one FP32
+  scale per output row), everything else FP16 2; NF4: Linear 0.5 + block absmax (FP32 per 64
+  weights = 0.0625 B, double quantisation lowers it to ~0.0166 B; the smaller is used for lower
+  bounds, the larger for upper), the rest FP16; torch dynamic INT8: Linear 1 B, the rest FP32.
+* "MB": the seeds never say. Lower bounds are checked in the unit most favourable to the claim
+  (MiB = 2^20 bytes, the larger unit); a separate info finding says when only MiB makes the
+  published peaks possible (so the study's "MB" is MiB).
+* Time: a forward needs at least FLOPs / peak FLOP/s (``kit.models.flops``, 1 MAC = 2 FLOPs, at
+  the resolution the registry says is fed) and weight bytes / memory bandwidth; peaks are the
+  most generous dense rate of the published GPU for the precision (``gpus.py``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+
+from kit.claims.audit.engine import (
+    AuditClaim,
+    Hit,
+    Iv,
+    Study,
+    fmt,
+    is_baseline,
+    path_key,
+    rule,
+)
+from kit.claims.audit.gpus import find_gpu
+
+MIB = 2**20
+MB = 1e6
+
+
+@dataclass(frozen=True)
+class Arch:
+    params: int
+    linear: int
+    flops: float  # per forward at batch 1, at the fed resolution
+    patch_size: int | None
+    hidden_size: int | None
+    heads: int | None
+    layers: int | None
+    image_size: int
+    head: str
+    checkpoint: str
+
+
+@cache
+def arch(model: str) -> Arch | None:
+    """Registry facts for a study model id; None for a model the registry does not know."""
+    try:
+        from kit.models.flops import model_flops
+        from kit.models.registry import get_model
+
+        spec = get_model(model)
+        fc = model_flops(model)
+    except Exception:  # unknown id, or registry/flops unavailable: the physics rules skip it
+        return None
+    cfg = spec.config
+    layers = cfg.get("num_hidden_layers")
+    return Arch(
+        params=int(spec.real_params),
+        linear=int(fc.linear_params),
+        flops=float(fc.flops),
+        patch_size=cfg.get("patch_size"),
+        hidden_size=cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None,
+        heads=cfg.get("num_attention_heads"),
+        layers=layers if isinstance(layers, int) else None,
+        image_size=int(spec.image_size),
+        head=spec.head,
+        checkpoint=spec.checkpoint,
+    )
+
+
+def weight_bytes(a: Arch, path: str | None, bound: str = "low") -> float | None:
+    """Bytes of weights at ``path``'s precision (``bound``: 'low' or 'high' for NF4 overhead)."""
+    p = (path or "").lower()
+    other = a.params - a.linear
+    if p in ("torch-fp32", "ort-fp32") or p.endswith("fp32") or p == "fp32":
+        return a.params * 4.0
+    if "fp16" in p or "bf16" in p:
+        return a.params * 2.0
+    if p == "bnb-int8" or ("int8" in p and "bnb" in p) or p == "int8_bitsandbytes":
+        return a.linear * 1.0 + other * 2.0
+    if "nf4" in p or "int4" in p:
+        per = 0.5 + (0.0166 if bound == "low" else 0.0625)
+        return a.linear * per + other * 2.0
+    if "int8-dynamic" in p or "dynamic" in p:
+        return a.linear * 1.0 + other * 4.0
+    return None
+
+
+def _precision_of(c: AuditClaim) -> str | None:
+    return path_key(c)
+
+
+# ----------------------------------------------------------------------------- memory, size
+
+
+@rule(
+    "physics.peak_vs_weights",
+    family="physics",
+    severity="error",
+    convention="peak memory >= weight bytes at the path's precision (registry parameter count); "
+    "checked in MiB, the unit most favourable to the claim",
+)
+def peak_vs_weights(study: Study) -> Iterator[Hit]:
+    """A peak memory smaller than the model's weights alone at that precision."""
+    for c in study.cells("peak_memory_mb"):
+        a = arch(c.model or "")
+        wb = weight_bytes(a, _precision_of(c)) if a else None
+        if a is None or wb is None:
+            continue
+        if c.iv.hi * MIB < wb:
+            yield Hit(
+                f"{c.model} {path_key(c)}: peak memory {fmt(c.num)} MB is below its weights alone "
+                f"({fmt(wb / MIB)} MiB = {fmt(wb / MB)} MB)",
+                f"{a.params:,} params ({a.linear:,} in Linear) at {path_key(c)} = {fmt(wb / MIB)} MiB > "
+                f"published {fmt(c.num)} even read as MiB",
+                [c],
+            )
+
+
+@rule(
+    "physics.memory_unit",
+    family="physics",
+    severity="info",
+    convention="if published peaks are possible only when 'MB' means MiB (2^20 B), say so once per study",
+)
+def memory_unit(study: Study) -> Iterator[Hit]:
+    """Peak memories that hold only if the study's 'MB' is MiB."""
+    by_group: dict[str, list[tuple[AuditClaim, float]]] = defaultdict(list)
+    for c in study.cells("peak_memory_mb"):
+        a = arch(c.model or "")
+        wb = weight_bytes(a, _precision_of(c)) if a else None
+        if a is None or wb is None or c.num <= 0:
+            continue
+        if c.iv.hi * MB < wb <= c.iv.hi * MIB:
+            by_group[study.group_of(c.source_file)].append((c, wb))
+    for _g, items in sorted(by_group.items()):
+        seen: dict[tuple[str | None, str | None], tuple[AuditClaim, float]] = {}
+        for c, wb in items:
+            seen.setdefault((c.model, path_key(c)), (c, wb))
+        worst = max(seen.values(), key=lambda cw: cw[1] / (cw[0].num * MB))
+        c, wb = worst
+        yield Hit(
+            f"{len(seen)} published peak memories are below the weights alone if 'MB' is 10^6 bytes; "
+            f"they are possible only as MiB (2^20 bytes), which the study never states",
+            f"e.g. {c.model} {path_key(c)}: weights {fmt(wb / MB)} MB (= {fmt(wb / MIB)} MiB) vs published "
+            f"{fmt(c.num)} 'MB'; models: {', '.join(sorted({k[0] or '' for k in seen}))}",
+            [cw[0] for cw in list(seen.values())[:8]],
+        )
+
+
+@rule(
+    "physics.model_size",
+    family="physics",
+    severity="error",
+    convention="serialized model size within [0.95, 1.5] x weight bytes at the path's precision "
+    "(MiB for the lower bound, MB for the upper: the unit most favourable to the claim)",
+)
+def model_size(study: Study) -> Iterator[Hit]:
+    """A model size on disk that cannot hold the model's weights (or is far above them)."""
+    for c in study.cells("model_size_mb"):
+        a = arch(c.model or "")
+        lo_b = weight_bytes(a, _precision_of(c), "low") if a else None
+        hi_b = weight_bytes(a, _precision_of(c), "high") if a else None
+        if a is None or lo_b is None or hi_b is None:
+            continue
+        if c.iv.hi * MIB < 0.95 * lo_b:
+            yield Hit(
+                f"{c.model} {path_key(c)}: model size {fmt(c.num)} MB cannot hold {a.params / 1e6:.1f}M "
+                f"parameters at that precision (>= {fmt(lo_b / MB)} MB)",
+                f"{a.params:,} params ({a.linear:,} Linear) -> {fmt(lo_b / MB)} MB = {fmt(lo_b / MIB)} MiB; "
+                f"published {fmt(c.num)} = {fmt(c.num * MIB / lo_b * 100)}% of that",
+                [c],
+            )
+        elif c.iv.lo * MB > 1.5 * hi_b:
+            yield Hit(
+                f"{c.model} {path_key(c)}: model size {fmt(c.num)} MB is more than 1.5x its weights "
+                f"({fmt(hi_b / MB)} MB)",
+                f"{a.params:,} params at {path_key(c)} -> {fmt(hi_b / MB)} MB; published {fmt(c.num)}",
+                [c],
+                severity="warning",
+            )
+
+
+def _by_location(study: Study, metric: str) -> dict[tuple[str, str], dict[str, AuditClaim]]:
+    """location -> model -> path -> claim (first seen)."""
+    out: dict[tuple[str, str], dict[str, AuditClaim]] = defaultdict(dict)
+    for c in study.cells(metric):
+        key = (c.location, c.model or "")
+        out[key].setdefault(path_key(c) or "", c)
+    return out
+
+
+@rule(
+    "physics.nf4_vs_int8",
+    family="physics",
+    severity="error",
+    convention="NF4 stores Linear weights in ~0.53 B against LLM.int8's 1 B, so an NF4 peak should "
+    "sit below the INT8 peak by >= half of linear_params x 0.44 B; judged where that saving is "
+    ">= max(1 MiB, 3% of the INT8 peak); MiB",
+)
+def nf4_vs_int8(study: Study) -> Iterator[Hit]:
+    """NF4 (4-bit) footprints that are no smaller than the INT8 ones: the 4-bit path did not run."""
+    per_loc: dict[str, list[tuple[str, AuditClaim, AuditClaim, float]]] = defaultdict(list)
+    judged: dict[str, int] = defaultdict(int)
+    for (loc, model), paths in _by_location(study, "peak_memory_mb").items():
+        i8, n4 = paths.get("bnb-int8"), paths.get("bnb-nf4")
+        a = arch(model)
+        if i8 is None or n4 is None or a is None:
+            continue
+        saving = a.linear * (1.0 - 0.5 - 0.0625) / MIB  # the smallest NF4 saving over INT8
+        if saving < max(1.0, 0.03 * i8.num):
+            continue
+        judged[loc] += 1
+        if n4.iv.lo > i8.iv.hi - saving / 2:
+            per_loc[loc].append((model, i8, n4, saving))
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for loc, items in per_loc.items():
+        by_group[study.group_of(items[0][1].source_file)].append(loc)
+    for _g, locs in sorted(by_group.items()):
+        # the fullest, most precisely printed table speaks for all
+        loc = max(locs, key=lambda k: (judged[k], len(per_loc[k]), -per_loc[k][0][1].iv.half))
+        items = per_loc[loc]
+        model, i8, n4, saving = max(items, key=lambda t: t[3])
+        same = sum(1 for _m, a8, a4, _s in items if a8.iv.meets(a4.iv))
+        others = [f"{k}: {len(per_loc[k])}/{judged[k]}" for k in sorted(locs) if k != loc]
+        yield Hit(
+            f"NF4 peak memory is not below INT8 for {len(items)} of {judged[loc]} models ({same} identical "
+            f"within rounding; {loc}); 4-bit weights should save ~{fmt(saving)} MiB on {model}",
+            f"{model}: INT8 {fmt(i8.num)} vs NF4 {fmt(n4.num)}; expected NF4 <= {fmt(i8.num - saving)} "
+            f"(Linear {arch(model).linear:,} params x (1 - 0.5625) B); all: "
+            + ", ".join(f"{m} {fmt(a8.num)}/{fmt(a4.num)}" for m, a8, a4, _ in items[:16])
+            + (f"; same in {'; '.join(others)}" if others else ""),
+            [x for _m, a8, a4, _s in items[:8] for x in (a8, a4)],
+        )
+
+
+# ------------------------------------------------------------------------------------ time
+
+
+def _gpu_for(study: Study, c: AuditClaim):
+    if c.device not in (None, "cuda"):
+        return None
+    return find_gpu(study.hardware_of(c.source_file))
+
+
+@rule(
+    "physics.roofline",
+    family="physics",
+    severity="error",
+    convention="latency >= FLOPs / peak FLOP/s and >= weight bytes / bandwidth at batch b (1 MAC = "
+    "2 FLOPs; most generous dense peak of the published GPU for the precision; GB/s = 10^9 B/s)",
+)
+def roofline(study: Study) -> Iterator[Hit]:
+    """Latencies (and throughputs) faster than the published GPU's peak compute or bandwidth allow."""
+    for c in study.cells("latency_ms") + study.cells("throughput_sps"):
+        a = arch(c.model or "")
+        gpu = _gpu_for(study, c)
+        if a is None or gpu is None:
+            continue
+        batch = c.batch_size or 1
+        peak, peak_name = gpu.peak_for(path_key(c))
+        wb = weight_bytes(a, path_key(c), "low") or 0.0
+        floor_ms = max(a.flops * batch / peak, wb / (gpu.bandwidth_gbs * 1e9)) * 1e3
+        if c.metric == "latency_ms":
+            lat = c.iv
+        elif c.iv.lo > 0:
+            lat = Iv(batch * 1000.0 / c.iv.hi, batch * 1000.0 / c.iv.lo)
+        else:
+            continue  # a throughput of ~0 samples/s bounds nothing
+        if lat.hi >= floor_ms:
+            continue
+        implied = f"{fmt(a.flops * batch / (lat.mid / 1e3) / 1e12)} TFLOP/s" if lat.mid > 0 else "unbounded"
+        yield Hit(
+            f"{c.model} {path_key(c)}: {fmt(lat.mid)} ms per batch of {batch} is faster than the "
+            f"{gpu.name} can run it ({fmt(floor_ms)} ms at peak)",
+            f"{fmt(a.flops * batch / 1e9)} GFLOP / {fmt(peak / 1e12)} TFLOP/s ({peak_name}) = "
+            f"{fmt(a.flops * batch / peak * 1e3)} ms; {fmt(wb / 1e9)} GB / {fmt(gpu.bandwidth_gbs)} GB/s = "
+            f"{fmt(wb / (gpu.bandwidth_gbs * 1e9) * 1e3)} ms; implied {implied} ({gpu.source})",
+            [c],
+        )
+
+
+@rule(
+    "physics.overhead_bound",
+    family="physics",
+    severity="warning",
+    convention="among the FP32 rows of one table, models whose FLOPs differ >= 10x but whose "
+    "latencies differ < 10% are timed at a fixed per-call floor (launch/Python overhead), not "
+    "compute; speedups measured there say nothing about the precision's arithmetic",
+)
+def overhead_bound(study: Study) -> Iterator[Hit]:
+    """Latencies that do not grow with compute: the timings sit on a fixed overhead floor."""
+    by_loc: dict[str, list[tuple[AuditClaim, Arch]]] = defaultdict(list)
+    for c in study.cells("latency_ms"):
+        a = arch(c.model or "")
+        if a is not None and is_baseline(c) and c.num > 0:
+            by_loc[c.location].append((c, a))
+    seen_groups: set[str] = set()
+    for loc, rows in sorted(by_loc.items(), key=lambda kv: -len(kv[1])):
+        group = study.group_of(rows[0][0].source_file)
+        if group in seen_groups:
+            continue  # the same latencies printed again in another table
+        best = None
+        for c1, a1 in rows:
+            for c2, a2 in rows:
+                if a2.flops < 10 * a1.flops:
+                    continue
+                if c1.num * 0.90 <= c2.num <= c1.num * 1.10 and (best is None or a2.flops / a1.flops > best[4]):
+                    best = (c1, a1, c2, a2, a2.flops / a1.flops)
+        if best is None:
+            continue
+        seen_groups.add(group)
+        c1, a1, c2, a2, ratio = best
+        floor = sorted(r[0].num for r in rows)[: max(3, len(rows) // 3)]
+        yield Hit(
+            f"{loc}: {c2.model} ({fmt(a2.flops / 1e9)} GFLOPs) runs in {fmt(c2.num)} ms, {c1.model} "
+            f"({fmt(a1.flops / 1e9)} GFLOPs, {fmt(ratio)}x less work) in {fmt(c1.num)} ms: the small "
+            "models' times are a fixed overhead floor, not compute",
+            f"FLOPs ratio {fmt(ratio)}x, latency ratio {fmt(c2.num / c1.num)}x; fastest FP32 latencies "
+            f"{', '.join(fmt(x) for x in floor)} ms",
+            [c1, c2],
+        )
+
+
+# ------------------------------------------------------------------------- architecture
+
+
+@rule(
+    "physics.param_count",
+    family="physics",
+    severity="warning",
+    convention="published parameter count vs the registry's exact count of the real checkpoint: "
+    "fine within the printed rounding or 1%; info to 2%, warning to 5%, error beyond",
+)
+def param_count(study: Study) -> Iterator[Hit]:
+    """Published parameter counts that differ from the real architecture's."""
+    by_model: dict[str, list[AuditClaim]] = defaultdict(list)
+    for c in study.cells("parameters"):
+        by_model[c.model or ""].append(c)
+    for model, claims in sorted(by_model.items()):
+        a = arch(model)
+        if a is None:
+            continue
+        off = [c for c in claims if not c.iv.meets(Iv.point(a.params)) and abs(c.num / a.params - 1) > 0.01]
+        if not off:
+            continue
+        rel = max(abs(c.num / a.params - 1) for c in off)
+        sev = "error" if rel > 0.05 else "warning" if rel > 0.02 else "info"
+        vals = sorted({c.num for c in off})
+        yield Hit(
+            f"{model}: published {', '.join(f'{v / 1e6:g}M' for v in vals)} parameters, the real "
+            f"{a.checkpoint} has {a.params / 1e6:.2f}M ({rel:.1%} off)",
+            f"registry real_params {a.params:,} (built from its config); published in "
+            f"{', '.join(sorted({c.source_file for c in off}))} ({len(off)} claims)",
+            off[:8],
+            severity=sev,
+        )
+
+
+_ARCH_FIELDS = {
+    "patch_size": "patch_size",
+    "hidden_size": "hidden_size",
+    "num_attention_heads": "heads",
+    "num_hidden_layers": "layers",
+}
+
+
+@rule(
+    "physics.architecture",
+    family="physics",
+    severity="error",
+    convention="published hyper-parameters (patch size, width, heads, depth; '/16' in a 'ViT-B/16' "
+    "label) against the registry config of the named checkpoint, exactly",
+)
+def architecture(study: Study) -> Iterator[Hit]:
+    """Architecture details that the named model does not have (e.g. DINOv2 with 16x16 patches)."""
+    import re
+
+    for c in study.claims:
+        if c.kind != "cell" or not c.model:
+            continue
+        a = arch(c.model)
+        if a is None:
+            continue
+        if c.metric in _ARCH_FIELDS and c.is_number:
+            real = getattr(a, _ARCH_FIELDS[c.metric])
+            if real is not None and int(c.num) != int(real):
+                yield Hit(
+                    f"{c.model}: published {c.metric} {fmt(c.num)}, but {a.checkpoint} has {real}",
+                    f"registry config {c.metric} = {real}; published {fmt(c.num)} ({c.text.strip()})",
+                    [c],
+                )
+        elif c.metric == "architecture_label" and isinstance(c.value, str) and a.patch_size:
+            m = re.search(r"/(\d+)\b", c.value)
+            if m and int(m.group(1)) != int(a.patch_size):
+                yield Hit(
+                    f"{c.model}: label '{c.value}' names patch size {m.group(1)}, but {a.checkpoint} "
+                    f"uses {a.patch_size}x{a.patch_size} patches",
+                    f"registry config patch_size = {a.patch_size}; label '{c.value}'",
+                    [c],
+                )
+
+
+@rule(
+    "physics.gpu_memory",
+    family="physics",
+    severity="error",
+    convention="a stated VRAM must match the GPU's datasheet; no peak may exceed it "
+    "(GB = 10^9 B for the card, peaks read as MiB: the reading most favourable to the claim)",
+)
+def gpu_memory(study: Study) -> Iterator[Hit]:
+    """Stated GPU memory that is not the card's, and peaks larger than the card."""
+    for c in study.metric("gpu_memory_gb"):
+        gpu = find_gpu(study.hardware_of(c.source_file))
+        if gpu is None or not c.is_number:
+            continue
+        if abs(c.num - gpu.memory_gb) > 0.5:
+            yield Hit(
+                f"{gpu.name} has {fmt(gpu.memory_gb)} GB, not the stated {fmt(c.num)} GB",
+                f"datasheet {fmt(gpu.memory_gb)} GB ({gpu.source}); stated {fmt(c.num)} ({c.id})",
+                [c],
+            )
+    for c in study.cells("peak_memory_mb"):
+        gpu = _gpu_for(study, c)
+        if gpu is not None and c.iv.lo * MB > gpu.memory_gb * 1e9 * 1.0:
+            yield Hit(
+                f"{c.model} {path_key(c)}: peak {fmt(c.num)} MB exceeds the {gpu.name}'s {fmt(gpu.memory_gb)} GB",
+                f"{fmt(c.num)} MB > {fmt(gpu.memory_gb * 1e3)} MB",
+                [c],
+            )
