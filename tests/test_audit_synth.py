@@ -518,6 +518,28 @@ def m_prov_success(d):
     m_phys_nf4(d)
 
 
+def m_prov_planned(d):
+    # the synthetic timestamp is 2024-08-30: a Q1-Q2 2024 "immediate" plan was already past
+    add(d, SUMMARY, study("101.roadmap.immediate", "Future / 2025 Roadmap", "**Immediate (Q1-Q2 2024):**",
+                          "planned_period", ["2024-Q1", "2024-Q2"], "Immediate"))
+
+
+def m_prov_recipe(d):
+    add(d, SUMMARY, study("101.reproduce.install", "Reproduce", "pip install torch bitsandbytes", "install_command",
+                          "pip install torch bitsandbytes", "pip"))
+
+
+def m_prov_unmeasured_hw(d):
+    add(d, SUMMARY, study("101.edge.platform", "Edge", "- Sub-2ms inference on mobile hardware", "claimed_platform",
+                          "mobile hardware"))
+
+
+def m_prov_validation(d):
+    add(d, SUMMARY, study("101.validation.tolerance", "Validation", "def validate(r, tolerance=0.05):",
+                          "validation_tolerance", 0.05, unit="fraction"))
+    add(d, SUMMARY, cell("101.validation.speedup", "Validation", BIG, "speedup", 2.0, 2, "fp16", "x"))
+
+
 def m_ph_constant(d):
     for m in MODELS:
         for label in PATHS:
@@ -592,6 +614,10 @@ MUTATIONS: dict[str, Callable[[list[dict]], None]] = {
     "provenance.iterations_vs_dispersion": m_prov_dispersion,
     "provenance.distribution_claims": m_prov_distribution,
     "provenance.success_rate": m_prov_success,
+    "provenance.planned_dates": m_prov_planned,
+    "provenance.reproduction_recipe": m_prov_recipe,
+    "provenance.unmeasured_hardware": m_prov_unmeasured_hw,
+    "provenance.validation_tolerance": m_prov_validation,
     "placeholders.constant_metric": m_ph_constant,
     "placeholders.unreported_column": m_ph_unreported,
     "placeholders.unbacked_aggregate": m_ph_unbacked,

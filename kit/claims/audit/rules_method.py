@@ -12,6 +12,13 @@ Facts used (stated with each finding):
 * bitsandbytes' INT8 is LLM.int8() (vector-wise quantization with FP16 outlier decomposition,
   ``Linear8bitLt``), not PyTorch's "dynamic quantization".
 * Tiny ImageNet images are 64x64 px, 200 classes.
+* Published code (``method.code``): bitsandbytes' ``Linear8bitLt``/``Linear4bit`` quantize their
+  weights when moved to CUDA (``Int8Params.cuda``); a fresh layer holds its own random init until
+  weights are copied in. ``GradScaler.unscale_`` raises "Attempting to unscale FP16 gradients" on
+  a ``.half()`` model. ``torch.load`` defaults to ``weights_only=True`` from torch 2.6, which
+  refuses a pickled ``nn.Module``. HF transformers' ViT/DeiT patch embeddings raise ValueError on
+  an input size other than the config's unless ``interpolate_pos_encoding=True``; none of the HF
+  ViT/DeiT/BEiT/DINOv2/MobileViT models contains ``nn.MultiheadAttention``.
 """
 
 from __future__ import annotations
@@ -268,6 +275,31 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
         "trained weights into it, so the 'quantized' model computes with random weights",
     ),
     (
+        "bitsandbytes layers left on the CPU",
+        re.compile(r"Linear8bitLt\(|Linear4bit\("),
+        re.compile(r"\.cuda\(|\.to\(\s*(?:[\"']cuda|device)|device\s*=\s*[\"']cuda|device_map"),
+        "builds bitsandbytes layers and never moves them to CUDA: Linear8bitLt/Linear4bit quantize their "
+        "weights only on .cuda() / .to('cuda') (bitsandbytes 0.42 has no CPU kernels), so as listed nothing "
+        "is quantized and the forward cannot run",
+    ),
+    (
+        "INT8 model returned on the CPU",
+        re.compile(r"return\s+apply_int8_quantization\(\s*\w+\s*\)\s*$", re.M),
+        re.compile(r"apply_int8_quantization\(\s*\w+\s*\)\s*\.(?:cuda|to)\(|apply_int8_quantization\(\s*\w+\.(?:cuda|to)\("),
+        "returns apply_int8_quantization(model) without ever calling .cuda(): the fresh Linear8bitLt layers "
+        "are created on the CPU and never quantized (bitsandbytes quantizes on the move to CUDA), and a CUDA "
+        "input then meets CPU weights, so the INT8 path of this code cannot run",
+    ),
+    (
+        "calibration that records nothing",
+        re.compile(r"def\s+\w*calibrat\w*\([\s\S]*?\b_\s*=\s*model\("),
+        re.compile(r"register_forward(?:_pre)?_hook|[Oo]bserver|prepare(?:_fx)?\(|\.append\(|\+=|"
+                   r"torch\.ao\.quantization"),
+        "runs the calibration batches and throws the outputs away: no hook, observer or statistic is kept, "
+        "so it calibrates nothing (and LLM.int8()'s Linear8bitLt needs no calibration: weights are quantized "
+        "when moved to the GPU, activations per row at run time)",
+    ),
+    (
         "GradScaler on a half model",
         re.compile(r"\.half\(\).*GradScaler|GradScaler.*\.half\(\)", re.S),
         None,
@@ -281,10 +313,55 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
         "wraps an already-half model in autocast: a no-op, so it is not what made FP16 faster",
     ),
     (
+        "undefined loss function",
+        re.compile(r"\bcriterion\s*\("),
+        re.compile(r"\bcriterion\s*=|def\s+\w+\([^)]*\bcriterion\b|import[^\n]*\bcriterion\b"),
+        "calls criterion(...), which the listing neither defines nor receives as an argument: NameError",
+    ),
+    (
+        "torch.load of a pickled model",
+        re.compile(r"torch\.load\((?![^)]*weights_only)"),
+        None,
+        "unpickles a whole model with torch.load(path): that runs arbitrary code from the file, and from "
+        "torch 2.6 (weights_only=True by default) loading a pickled nn.Module raises UnpicklingError, so "
+        "this cannot load a model on a current PyTorch",
+    ),
+    (
         "quantize_dynamic then CUDA",
         re.compile(r"quantize_dynamic.*\.cuda\(|\.cuda\(.*quantize_dynamic", re.S),
         None,
         "moves a dynamically quantized model to CUDA, where quantize_dynamic's Linear has no kernels",
+    ),
+    (
+        "nn.MultiheadAttention branch",
+        re.compile(r"isinstance\(\s*\w+\s*,\s*(?:torch\.)?nn\.MultiheadAttention\s*\)"),
+        None,
+        "selects attention by isinstance(module, nn.MultiheadAttention), but the HF transformers ViT, DeiT, "
+        "BEiT, DINOv2 and MobileViT models build attention from nn.Linear layers and contain no "
+        "nn.MultiheadAttention: that branch never runs",
+    ),
+    (
+        "INT8 on a single Linear",
+        re.compile(r"isinstance\(\s*(\w+)\s*,\s*(?:torch\.)?nn\.Linear\s*\)\s*:[^\n]*\n(?:[^\n]*\n){0,3}?"
+                   r"[^\n]*apply_int8_quantization\(\s*\1\s*\)"),
+        None,
+        "passes a single nn.Linear to apply_int8_quantization, which (as published) replaces the nn.Linear "
+        "children of the module it is given: a Linear has none, so no layer is quantized",
+    ),
+    (
+        "a validation that cannot fail",
+        re.compile(r"def\s+validate\w*\([\s\S]*print\([^\n]*fail", re.I),
+        re.compile(r"\braise\b|\bassert\b|\breturn\b|sys\.exit"),
+        "reports a failed check only with print(): it returns nothing and raises nothing, so a reproduction "
+        "passes the protocol whatever it measures",
+    ),
+    (
+        "a loop that never allocates",
+        re.compile(r"^([ \t]*)while\s+\w+\(\)\s*<\s*\w+\s*:[ \t]*\n\1[ \t]+\w+\s*\*=\s*\d+[ \t]*\n(?!\1[ \t]+\S)",
+                   re.M),
+        None,
+        "loops while the memory in use is below the limit, but the body only doubles a number: nothing is "
+        "allocated or run, so memory never changes and the loop never ends",
     ),
     (
         "nvFuser",
@@ -293,6 +370,22 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
         "selects 'fuser2' (nvFuser), deprecated for TorchScript since torch 2.0 and a no-op from 2.2",
     ),
 )
+_CODE_SEVERITY = {
+    "autocast on a half model": "warning", "nvFuser": "info", "bitsandbytes layers left on the CPU": "warning",
+    "calibration that records nothing": "warning", "undefined loss function": "warning",
+    "torch.load of a pickled model": "warning", "nn.MultiheadAttention branch": "warning",
+    "INT8 on a single Linear": "warning", "a validation that cannot fail": "warning",
+    "a loop that never allocates": "warning",
+}
+# a finding that makes another redundant on the same listing (GradScaler already fails the step)
+_CODE_SUBSUMES = {"GradScaler on a half model": ("autocast on a half model",)}
+_FIXED_INPUT = re.compile(r"torch\.(?:randn|rand|zeros|ones|empty)\(\s*\d+\s*,\s*3\s*,\s*(\d+)\s*,\s*(\d+)\s*[,)]")
+_SIZE_AWARE = re.compile(r"image_size|\.config\b|processor|interpolate_pos_encoding|input_size|resolution")
+# HF ViT and DeiT patch embeddings raise ValueError on an input size other than the config's
+# (transformers modeling_vit.py / modeling_deit.py: "Input image size (..) doesn't match model (..)")
+# unless interpolate_pos_encoding=True; DINOv2 interpolates always, MobileViT is convolutional.
+_STRICT_SIZE = ("google/vit-", "facebook/deit-")
+_CODE_METRICS = ("method_description", "code", "code_listing", "published_code")
 
 
 @rule(
@@ -300,18 +393,61 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     family="method",
     severity="error",
     convention="published code checked for constructs that cannot produce the claimed result "
-    "(fresh bitsandbytes layers without the trained weights, GradScaler on a .half() model, "
-    "quantize_dynamic on CUDA, nvFuser)",
+    "(fresh bitsandbytes layers without the trained weights or never moved to CUDA, GradScaler on a "
+    ".half() model, quantize_dynamic on CUDA, a fixed input size the study's models do not take, "
+    "no-op calibration or validation, nvFuser)",
 )
 def code(study: Study) -> Iterator[Hit]:
     """Published code that cannot produce the claimed result."""
     for c in study.claims:
         blob = "\n".join(str(x) for x in (c.value, c.raw.get("code"), c.text) if isinstance(x, str))
-        if not any(tok in blob for tok in ("(", "=")) or c.metric not in ("method_description", "code",
-                                                                         "code_listing", "published_code"):
+        if not any(tok in blob for tok in ("(", "=")) or c.metric not in _CODE_METRICS:
             continue
-        for name, pat, unless, why in _CODE_CHECKS:
-            if pat.search(blob) and not (unless and unless.search(blob)):
-                sev = {"autocast on a half model": "warning", "nvFuser": "info"}.get(name)
-                yield Hit(f"{c.source_file}: published code ({name}) {why}", f"{c.id}: '{blob[:160]}'",
-                          [c], severity=sev)
+        fired = {name: m for name, pat, unless, _why in _CODE_CHECKS
+                 if (m := pat.search(blob)) and not (unless and unless.search(blob))}
+        skip = {s for name in fired for s in _CODE_SUBSUMES.get(name, ())}
+        for name, _pat, _unless, why in _CODE_CHECKS:
+            if name in fired and name not in skip:
+                yield Hit(f"{c.source_file}: published code ({name}) {why}",
+                          f"{c.id}: '{_snippet(blob, fired[name])}'", [c], severity=_CODE_SEVERITY.get(name))
+        fixed = _FIXED_INPUT.search(blob)
+        if fixed and not _SIZE_AWARE.search(blob):
+            yield from _fixed_input(study, c, int(fixed.group(1)), int(fixed.group(2)), fixed.group(0))
+
+
+def _snippet(blob: str, m: re.Match[str]) -> str:
+    """The published line(s) a check matched: the first and last line of the match."""
+    first = blob.rfind("\n", 0, m.start()) + 1
+    last_end = blob.find("\n", max(m.end() - 1, m.start()))
+    lines = blob[first:last_end if last_end >= 0 else len(blob)].strip().splitlines()
+    lines = [x.strip() for x in lines if x.strip()]
+    out = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return out[:200]
+
+
+def _fixed_input(study: Study, c: AuditClaim, h: int, w: int, call: str) -> Iterator[Hit]:
+    """One hard-coded input size for models that take other sizes."""
+    models = sorted({x.model for x in study.claims if x.kind == "cell" and x.model and study.same_group(x, c)})
+    strict, other = [], []
+    for m in models:
+        a = arch(m)
+        if a is None or a.image_size == h == w:
+            continue
+        (strict if a.checkpoint.startswith(_STRICT_SIZE) else other).append((m, a))
+    if not strict and not other:
+        return
+    parts = []
+    if strict:
+        parts.append(", ".join(f"{m} ({a.image_size} px)" for m, a in strict) + " raise ValueError on it "
+                     "(HF ViT/DeiT check the input size unless interpolate_pos_encoding=True)")
+    if other:
+        parts.append(", ".join(f"{m} ({a.image_size} px)" for m, a in other) + f" run at {h}x{w} instead of "
+                     "the resolution they were trained for")
+    yield Hit(
+        f"{c.source_file}: published code (fixed input size) feeds `{call}` to every model, but "
+        f"{len(strict) + len(other)} of the study's {len(models)} models take another size: " + "; ".join(parts),
+        f"{c.id}; registry input sizes: " + ", ".join(f"{m} {a.image_size} ({a.checkpoint})"
+                                                      for m, a in [*strict, *other]),
+        [c],
+        severity="error" if strict else "warning",
+    )

@@ -1,5 +1,8 @@
 """Environment and provenance: versions that cannot coexist or did not exist yet, dates against
-timestamps, row counts against experiment counts, iteration counts against the dispersion shown.
+timestamps, row counts against experiment counts, iteration counts against the dispersion shown,
+future-work periods already past, reproduction recipes that cannot give the stated stack or run
+code nobody provides, figures claimed on hardware never measured, and a reproduction tolerance
+tighter than the study's own noise.
 
 Release facts (from the projects' release notes / PyPI upload dates and the wheel tags on
 download.pytorch.org): PyTorch minor versions with their release date, the CPython versions
@@ -14,7 +17,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 
-from kit.claims.audit.engine import AuditClaim, Hit, Iv, Study, fmt, path_key, rule
+from kit.claims.audit.engine import AuditClaim, Hit, Iv, Study, fmt, normalize_name, path_key, rule
 
 # torch minor -> (release date, oldest CPython, newest CPython, CUDA builds)
 TORCH: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
@@ -152,7 +155,11 @@ def version_compat(study: Study) -> Iterator[Hit]:
 
 def _to_date(c: AuditClaim) -> tuple[dt.date, str] | None:
     """(date, precision) of a timestamp/date claim: unix seconds, 'YYYY-MM-DD' or 'YYYY-MM'."""
-    v = c.value
+    return _value_date(c.value)
+
+
+def _value_date(v: object) -> tuple[dt.date, str] | None:
+    """(date, precision) of a value: unix seconds, 'YYYY-MM-DD', 'YYYY-MM' or 'YYYY'."""
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 9e8 < v < 5e9:
         return dt.datetime.fromtimestamp(float(v), tz=dt.timezone.utc).date(), "day"
     if isinstance(v, str):
@@ -430,6 +437,308 @@ def success_rate(study: Study) -> Iterator[Hit]:
         f"success claims: {', '.join(c.id for c in claims[:6])}",
         claims[:6],
     )
+
+
+# ------------------------------------------------------------------- plans, recipes, platforms
+
+_QUARTER = re.compile(r"\s*(\d{4})-Q([1-4])\s*", re.I)
+
+
+def _quote(text: str) -> str:
+    """A claim's words for a message, without markdown emphasis and list bullets."""
+    return re.sub(r"[*#`]+", "", text).strip(" -:")
+
+
+def _period(v: object) -> tuple[dt.date, dt.date] | None:
+    """First and last day of 'YYYY', 'YYYY-MM', 'YYYY-MM-DD' or 'YYYY-Qn' (a trailing '+' ignored)."""
+    if not isinstance(v, str):
+        return None
+    s = v.strip().rstrip("+").strip()
+    m = _QUARTER.fullmatch(s)
+    if m:
+        y, q = int(m.group(1)), int(m.group(2))
+        return dt.date(y, 3 * q - 2, 1), _span(dt.date(y, 3 * q, 1), "month")[1]
+    d = _value_date(s)
+    return _span(*d) if d else None
+
+
+def _anchors(study: Study) -> dict[str, tuple[AuditClaim, dt.date]]:
+    """group -> (claim, date) of the latest day-precise date (a timestamp) the study states."""
+    out: dict[str, tuple[AuditClaim, dt.date]] = {}
+    for c in study.metric("timestamp", "date", "last_updated"):
+        d = _to_date(c)
+        if d and d[1] == "day":
+            g = study.group_of(c.source_file)
+            if g not in out or d[0] > out[g][1]:
+                out[g] = (c, d[0])
+    return out
+
+
+@rule(
+    "provenance.planned_dates",
+    family="provenance",
+    severity="warning",
+    convention="a period presented as future work (roadmap, 'immediate', 'near-term') must not have "
+    "ended its first stated period before the study's own latest timestamp (UTC); periods are whole "
+    "quarters, months or years as printed ('Q1-Q2 2025' = 2025-01-01..2025-06-30)",
+)
+def planned_dates(study: Study) -> Iterator[Hit]:
+    """Future-work periods that were already past at the study's own date."""
+    anchors = _anchors(study)
+    for c in study.metric("planned_period"):
+        vals = c.value if isinstance(c.value, list) else [c.value]
+        spans = [_period(v) for v in vals]
+        g = study.group_of(c.source_file)
+        if not spans or any(sp is None for sp in spans) or g not in anchors:
+            continue
+        anchor, day = anchors[g]
+        (first_lo, first_hi), (_last_lo, last_hi) = spans[0], spans[-1]  # type: ignore[misc]
+        if first_hi >= day:
+            continue
+        open_end = str(vals[-1]).strip().endswith("+")
+        msg = (f"'{_quote(c.text)}' is presented as future work, but its first period ({vals[0]}) "
+               f"ended {(day - first_hi).days} days before the study's own timestamp ({day.isoformat()} UTC)")
+        if not open_end:
+            left = (last_hi - day).days
+            msg += (f"; the whole window closes {left} days after that date" if left >= 0
+                    else f"; the whole window closed {-left} days before it")
+        heading = re.search(r"\b(20\d\d)\b[^/]*$", c.section)
+        if heading and int(heading.group(1)) > first_lo.year:
+            msg += f", under a heading that names {heading.group(1)} ('{c.section.rsplit(' / ', 1)[-1]}')"
+        others = [x for x in study.metric("timestamp", "date", "last_updated")
+                  if study.group_of(x.source_file) == g and (d := _to_date(x)) and d[1] != "day"]
+        yield Hit(
+            msg,
+            f"{c.id}: {', '.join(map(str, vals))} -> {first_lo.isoformat()}.."
+            f"{last_hi.isoformat() if not open_end else ''}"
+            f"; {anchor.id}: {anchor.value} -> {day.isoformat()} UTC"
+            + (f"; other stated dates: {', '.join(f'{x.id} {x.value!r}' for x in others)} (see provenance.dates)"
+               if others else ""),
+            [c, anchor],
+        )
+
+
+_PIN = re.compile(r"==|>=|<=|~=|!=|<|>|@")
+_SCRIPT = re.compile(r"\.(?:py|ipynb|sh)$")
+_FILE_NAME = re.compile(r"[\w.-]+\.(?:py|ipynb|sh|csv|json|md|png|pt|pth|onnx|safetensors)\b")
+
+
+def _install_tokens(cmd: str) -> list[str]:
+    out: list[str] = []
+    for seg in re.split(r"&&|;|\n", cmd):
+        toks = seg.split()
+        if "install" in toks:
+            out.extend(t for t in toks[toks.index("install") + 1:] if not t.startswith("-"))
+    return out
+
+
+@rule(
+    "provenance.reproduction_recipe",
+    family="provenance",
+    severity="warning",
+    convention="a reproduction recipe must pin the versions the study states (pip without a pin takes "
+    "the newest release) and run only code the study provides (a file some part of the study names)",
+)
+def reproduction_recipe(study: Study) -> Iterator[Hit]:
+    """Reproduction steps that cannot give the stated environment or run code that is not provided."""
+    vers = versions(study)
+    for c in study.metric("install_command"):
+        if not isinstance(c.value, str):
+            continue
+        g = study.group_of(c.source_file)
+        stated, unpinned, unstated = vers.get(g, {}), [], []
+        for tok in _install_tokens(c.value):
+            name = re.split(r"[=<>~!@\[;]", tok)[0].lower()
+            if _PIN.search(tok):
+                continue
+            pkg = _ALIASES.get(name)
+            (unpinned if pkg and stated.get(pkg) else unstated).append((name, pkg))
+        if not unpinned:
+            continue
+        involved = [c, *(stated[p][0] for _n, p in unpinned if p)]
+        msg = (f"'{c.value}' installs {', '.join(n for n, _p in unpinned + unstated)} without versions: pip takes "
+               "the newest releases, not the stated " + ", ".join(f"{p} {stated[p][0].value}" for _n, p in unpinned))
+        torch_v = stated.get("torch", [None])[0]
+        pys = [p for p in stated.get("python", []) if p.source_file == c.source_file and p.section == c.section]
+        tm = _minor(torch_v.value) if torch_v is not None else None
+        if pys and tm in TORCH:
+            pm = _minor(pys[0].value)
+            _d, py_lo, py_hi, _cu = TORCH[tm]
+            if pm and not _vt(py_lo) <= _vt(pm) <= _vt(py_hi):
+                msg += (f"; with Python {pys[0].value} in the same recipe even a pinned torch=={torch_v.value} "
+                        f"cannot install (torch {tm} wheels: CPython {py_lo}-{py_hi})")
+                involved.append(pys[0])
+        if unstated:
+            msg += f"; the version of {' and '.join(n for n, _p in unstated)} is stated nowhere in the study"
+        yield Hit(msg, f"{c.id}: {c.value!r}; stated: " + "; ".join(
+            f"{p} {', '.join(sorted({x.value for x in xs}))}" for p, xs in sorted(stated.items())), involved)
+
+    for c in study.metric("required_scripts"):
+        scripts = [v for v in (c.value if isinstance(c.value, list) else [c.value]) if isinstance(v, str)]
+        g = study.group_of(c.source_file)
+        named: dict[str, AuditClaim] = {}
+        for x in study.claims:
+            if study.group_of(x.source_file) != g or x.metric in ("required_scripts", "install_command"):
+                continue
+            for blob in (x.text, str(x.subject.get("item") or ""), x.value if isinstance(x.value, str) else ""):
+                for f in _FILE_NAME.findall(blob):
+                    named.setdefault(f, x)
+        missing = [s for s in scripts if s not in named]
+        if not missing:
+            continue
+        says = [x for x in study.metric("reproducibility_statement") if x.source_file == c.source_file]
+        code_files = sorted(f for f in named if _SCRIPT.search(f))
+        yield Hit(
+            f"{c.source_file}: the reproduction runs {', '.join(missing)}, which no file of the study provides "
+            "or lists" + (f"; yet it says '{says[0].value}'" if says and isinstance(says[0].value, str) else ""),
+            f"files the study names: {', '.join(sorted(named)) or 'none'}; code among them: "
+            f"{', '.join(code_files) or 'none'}",
+            [c, *says[:1]],
+        )
+
+
+# AWS instance type -> its GPUs (AWS instance-type pages); family fallback for other sizes
+_INSTANCES = {
+    "p4d.24xlarge": "8x NVIDIA A100 40GB", "p4de.24xlarge": "8x NVIDIA A100 80GB", "p5.48xlarge": "8x NVIDIA H100",
+    "p3.2xlarge": "1x NVIDIA V100 16GB", "p3.8xlarge": "4x NVIDIA V100 16GB", "p3.16xlarge": "8x NVIDIA V100 16GB",
+    "g4dn.xlarge": "1x NVIDIA T4", "g5.xlarge": "1x NVIDIA A10G", "g6.xlarge": "1x NVIDIA L4",
+}
+_INSTANCE_FAMILY = {"p4d": "NVIDIA A100", "p4de": "NVIDIA A100", "p5": "NVIDIA H100", "p3": "NVIDIA V100",
+                    "g4dn": "NVIDIA T4", "g5": "NVIDIA A10G", "g6": "NVIDIA L4"}
+
+
+def _study_gpus(study: Study, group: str) -> list[str]:
+    out = {i.gpu for f, i in study.files.items() if i.gpu and study.group_of(f) == group}
+    out |= {c.value for c in study.metric("hardware") if isinstance(c.value, str)
+            and study.group_of(c.source_file) == group and c.subject.get("item") in (None, "gpu")}
+    return sorted(out)
+
+
+def _same_gpu(a: str, b: str) -> bool:
+    from kit.claims.audit.gpus import find_gpu
+
+    ga, gb = find_gpu(a), find_gpu(b)
+    if ga and gb:
+        return ga.name == gb.name
+    return normalize_name(a) in normalize_name(b) or normalize_name(b) in normalize_name(a)
+
+
+@rule(
+    "provenance.unmeasured_hardware",
+    family="provenance",
+    severity="warning",
+    convention="a figure is a result only on hardware the study ran on (its published GPU); figures "
+    "claimed on other platforms (mobile, edge devices) are warnings, cost tables sized on cloud "
+    "GPUs the study never used are info",
+)
+def unmeasured_hardware(study: Study) -> Iterator[Hit]:
+    """Results or costs stated for hardware the study never ran on."""
+    for c in study.metric("claimed_platform"):
+        if not isinstance(c.value, str):
+            continue
+        g = study.group_of(c.source_file)
+        gpus = _study_gpus(study, g)
+        if any(_same_gpu(c.value, x) for x in gpus):
+            continue
+        same = [x for x in study.claims if x.source_file == c.source_file and x.section == c.section and x is not c
+                and x.kind == "aggregate" and x.text == c.text]
+        rows = []
+        for x in same:
+            paths = x.over.get("kit_path", x.over.get("kit_paths"))
+            for path in paths if isinstance(paths, list) else [paths]:
+                for m in x.over.get("models", []):
+                    vals = sorted({r.value for r in study.cells(str(x.over.get("metric")), model=m, kit_path=path)
+                                   if study.same_group(r, c)})
+                    if vals:
+                        rows.append(f"{x.id}: {x.aggregate} {fmt(x.num) if x.is_number else x.value} {x.unit}; "
+                                    f"the study's own {m} {path} rows: {', '.join(fmt(v) for v in vals)} {x.unit}")
+        yield Hit(
+            f"'{_quote(c.text)}': the study measured on {', '.join(gpus) or 'its published GPU'} only; no "
+            f"{c.value} was measured, so the figure is not a result of the study",
+            "; ".join(rows) or f"{c.id}: {c.value}",
+            [c, *same],
+        )
+    by_file: dict[str, list[tuple[str, str, AuditClaim]]] = defaultdict(list)
+    for c in study.claims:
+        item = str(c.subject.get("item") or "").strip().lower()
+        fam = item.split(".", 1)[0]
+        if c.kind != "study" or fam not in _INSTANCE_FAMILY or "." not in item:
+            continue
+        by_file[c.source_file].append((item, _INSTANCES.get(item, _INSTANCE_FAMILY[fam]), c))
+    for f, items in sorted(by_file.items()):
+        gpus = _study_gpus(study, study.group_of(f))
+        kinds = {i: gpu for i, gpu, _c in items if not any(_same_gpu(gpu.split("x ", 1)[-1], x) for x in gpus)}
+        if not kinds:
+            continue
+        counts_ = [c for i, _g, c in items if i in kinds and c.metric == "instances_required"]
+        shown = counts_ or [c for i, _g, c in items if i in kinds]
+        yield Hit(
+            f"{f}: sizes fleets of {', '.join(f'{i} ({gpu})' for i, gpu in sorted(kinds.items()))}, but the study "
+            f"ran only on {', '.join(gpus) or 'its published GPU'}: none of these GPUs was measured, so the "
+            "instance counts and savings are extrapolations, not results",
+            "; ".join(f"{c.id}: {c.metric} {c.value}" for c in shown)[:600],
+            shown[:8],
+            severity="info",
+        )
+    for c in study.metric("device_cost_usd"):
+        gpus = _study_gpus(study, study.group_of(c.source_file))
+        yield Hit(
+            f"'{_quote(c.text)}': no edge device was measured or priced; the study ran only on "
+            f"{', '.join(gpus) or 'its published GPU'}",
+            f"{c.id}: {c.value} {c.unit}",
+            [c],
+            severity="info",
+        )
+
+
+@rule(
+    "provenance.validation_tolerance",
+    family="provenance",
+    severity="warning",
+    convention="a reproduction tolerance must exceed the study's own run-to-run spread (rows the study "
+    "itself shows to be one computation: INT8/NF4 with identical memory) and the run-to-run "
+    "variation of the figures it checks on one machine (qkit's tolerance for them)",
+)
+def validation_tolerance(study: Study) -> Iterator[Hit]:
+    """A reproduction tolerance that the study's own repeated measurements would fail."""
+    for t in study.metric("validation_tolerance"):
+        if not t.is_number or t.num <= 0:
+            continue
+        tol = t.num / 100 if t.num > 1 else t.num
+        parts: list[str] = []
+        evidence: list[str] = []
+        involved: list[AuditClaim] = [t]
+        pairs = [p for p in _same_computation_pairs(study, t) if p[1].num > 0 and p[2].num > 0]
+        if pairs:
+            def rel(p: tuple[str, AuditClaim, AuditClaim]) -> float:
+                return abs(p[1].num - p[2].num) / min(p[1].num, p[2].num)
+
+            worst = max(pairs, key=rel)
+            if rel(worst) > tol:
+                n_over = sum(1 for p in pairs if rel(p) > tol)
+                parts.append(f"the study's own repeated measurements differ by up to {rel(worst):.1%} ({worst[0]} "
+                             f"INT8 {fmt(worst[1].num)} vs NF4 {fmt(worst[2].num)} ms, one computation by their "
+                             "identical memory), so its own run would fail the protocol")
+                evidence.append(f"{n_over} of {len(pairs)} INT8/NF4 pairs with identical peak memory differ by more "
+                                f"than {tol:.0%} in latency")
+                involved += [worst[1], worst[2]]
+        checked = [x for x in study.claims if x.source_file == t.source_file and x.section == t.section
+                   and x is not t and x.raw.get("comparability") in ("relative", "hardware-bound")]
+        looser = [x for x in checked if isinstance(x.raw.get("tolerance"), dict)
+                  and x.raw["tolerance"].get("kind") == "relative" and float(x.raw["tolerance"].get("value", 0)) > tol]
+        if looser:
+            parts.append(f"it checks GPU-dependent ratios ({', '.join(x.id.rsplit('.', 1)[-1] for x in looser)}) "
+                         "with no condition on the GPU, while they vary by more than that between runs on one machine")
+            evidence += [f"{x.id}: qkit tolerance {x.raw['tolerance']['value']:.0%} "
+                         f"({x.raw['tolerance'].get('reason')})" for x in looser]
+            involved += looser
+        if parts:
+            yield Hit(
+                f"'{t.text.strip()}': a {tol:.0%} relative tolerance is tighter than the study's own noise: "
+                + "; ".join(parts),
+                "; ".join(evidence),
+                involved,
+            )
 
 
 __all__ = ["Iv", "path_key", "versions"]
