@@ -26,6 +26,7 @@ help:
 	@echo "make reproduce   run the study on this machine, then validate, audit and report"
 	@echo "make test        the test suite (CPU; GPU tests skip without CUDA)"
 	@echo "make lint | bench | validate | audit | report | claims | compare-int8 | lock"
+	@echo "make docker-build | docker-reproduce | docker-validate | docker-check | docker-check-stack"
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

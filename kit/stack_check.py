@@ -12,6 +12,7 @@ nothing rather than guessing. The checks:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -106,9 +107,16 @@ def tf32_on_for_fp32() -> list[StackProblem]:
         return []
     if not torch.cuda.is_available():
         return []
+    if torch.cuda.get_device_capability()[0] < 8:
+        return []  # TF32 exists from Ampere (sm_80) on
     on = []
     if torch.backends.cuda.matmul.allow_tf32:
         on.append("torch.backends.cuda.matmul.allow_tf32")
+    # torch.backends.cudnn.allow_tf32 is on by default (convolutions in TF32); the kit's
+    # torch-fp32 path switches it off for its cells and records that, so it is not flagged here.
+    for var in ("NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"):
+        if os.environ.get(var) not in (None, "0"):
+            on.append(f"{var}={os.environ[var]}")
     if torch.get_float32_matmul_precision() != "highest":
         on.append(f"float32_matmul_precision={torch.get_float32_matmul_precision()!r}")
     if on:

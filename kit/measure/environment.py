@@ -131,9 +131,10 @@ def git_commit() -> str | None:
             timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("QKIT_GIT_COMMIT")
     if out.returncode != 0:
-        return None
+        # Inside the Docker images the source has no .git; the build records the commit.
+        return os.environ.get("QKIT_GIT_COMMIT")
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 

@@ -172,7 +172,15 @@ def choose_attn_implementation(spec: ModelSpec) -> str:
     its relative position bias as a float ``attn_mask`` to ``scaled_dot_product_attention``; the
     value used is recorded in the build info so an exporter knows which graph it got.
     """
-    return "sdpa" if getattr(model_class(spec), "_supports_sdpa", False) else "eager"
+    if not getattr(model_class(spec), "_supports_sdpa", False):
+        return "eager"
+    try:
+        # transformers 4.x refuses an explicit "sdpa" where torch is older than 2.1.1 (the study's
+        # torch 2.1.0 image): ask it, and fall back to eager there. 5.x dropped the helper.
+        from transformers.utils import is_torch_sdpa_available
+    except ImportError:
+        return "sdpa"
+    return "sdpa" if is_torch_sdpa_available() else "eager"
 
 
 # --------------------------------------------------------------------------------- random init

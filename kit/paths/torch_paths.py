@@ -125,6 +125,13 @@ class TorchFloatPath(PrecisionPath):
         import torch
 
         dtype = getattr(torch, self.dtype_name)
+        tf32 = None
+        if ctx.device == "cuda" and self.dtype_name == "float32":
+            # FP32 means FP32: torch turns TF32 on for cuDNN convolutions by default (and users
+            # or other libraries may for matmuls, as timm's benchmark does). Off, and recorded.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            tf32 = {"matmul": False, "cudnn": False, "set_by": "qkit torch-fp32 path"}
         model = ctx.build_float_model()
         model = model.to(device=ctx.device, dtype=dtype)
         model.eval()
@@ -133,6 +140,7 @@ class TorchFloatPath(PrecisionPath):
             "dtype": self.dtype_name,
             "framework": "pytorch",
             "execution_provider": None,
+            "tf32": tf32,
         }
         return torch_prepared(model, ctx, dtype, details)
 
