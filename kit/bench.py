@@ -141,6 +141,7 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
 OPTIONAL_BENCHES = {
     "onnx": ("kit.compare_int8", "bench_onnx"),
     "bnb": ("kit.paths.bnb", "bench_bnb"),
+    "ray": ("kit.run.ray_executor", "bench_ray"),
 }
 
 

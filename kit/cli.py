@@ -218,11 +218,13 @@ def _print_doc(doc: dict[str, Any]) -> None:
 @click.option("--force", is_flag=True, help="Redo cells that already have a result.")
 @click.option("--executor", "executor_name", default="process", show_default=True, help="process | inline | ray")
 @click.option("--shard", default=None, help="K/N: run the K-th of N cost-balanced shards.")
+@click.option("--address", "ray_address", default=None,
+              help="Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local Ray).")
 @click.option("--summary/--no-summary", default=True, help="Write summary.csv after the run.")
 @_with_run_options
 def reproduce(models_opt: tuple[str, ...], paths_opt: tuple[str, ...], devices_opt: tuple[str, ...],
               batch_opt: str, out: Path | None, force: bool, executor_name: str, shard: str | None,
-              summary: bool, profile: str, weights: str, seed: int, batch_sweep: str | None,
+              ray_address: str | None, summary: bool, profile: str, weights: str, seed: int, batch_sweep: str | None,
               path_option: tuple[str, ...]) -> None:
     """Run the study's matrix (models x paths x devices x batch sizes) and write one document per cell."""
     from kit.models.registry import model_ids
@@ -241,14 +243,25 @@ def reproduce(models_opt: tuple[str, ...], paths_opt: tuple[str, ...], devices_o
     opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), _parse_path_options(path_option))
     cells = rp.plan_matrix(models, paths, devices, batch_sizes, defaults_only=not _split(paths_opt))
     if shard:
-        from kit.run.shard import parse_shard, shard_cells
+        from kit.run.shard import parse_shard, shard_cells, write_shard_manifest
 
-        k, n = parse_shard(shard)
-        cells = shard_cells(cells, k, n)
+        try:
+            k, n = parse_shard(shard)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        planned, cells = cells, shard_cells(cells, k, n, profile)
+        write_shard_manifest(out, planned, k, n, cells, profile)
+    if ray_address and executor_name != "ray":
+        raise BadInput("--address is for --executor ray")
     try:
-        executor = make_executor(executor_name)
+        if executor_name == "ray":
+            from kit.run.ray_executor import RayExecutor
+
+            executor = RayExecutor(address=ray_address)
+        else:
+            executor = make_executor(executor_name)
     except (KeyError, ImportError) as exc:
-        raise BadInput(str(exc).strip("'\"")) from None
+        raise BadInput(exc.args[0] if exc.args else str(exc)) from None
     click.echo(f"qkit reproduce: {len(cells)} cells -> {out} (profile {profile}, executor {executor.name})")
     result = _run_with_progress(cells, opts, executor, force)
     for name, why in result.corrupt:
@@ -268,13 +281,15 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
 
     from kit.run import reproduce as rp
 
+    done = [0]
     with tqdm(total=len(cells), unit="cell", dynamic_ncols=True, file=sys.stderr,
               disable=None if sys.stderr.isatty() else True) as bar:
         def on_cell(cell: Any, doc: dict[str, Any]) -> None:
+            done[0] += 1
             bar.set_postfix_str(f"{cell.model} {cell.path} {cell.device}: {doc['status']}")
             bar.update(1)
             if not sys.stderr.isatty():
-                click.echo(f"[{bar.n}/{len(cells)}] {cell.key()}: {doc['status']}"
+                click.echo(f"[{done[0]}/{len(cells)}] {cell.key()}: {doc['status']}"
                            + (f" ({doc.get('reason')})" if doc.get("reason") else ""), err=True)
 
         return rp.reproduce(cells, opts, executor, force=force, on_cell=on_cell)

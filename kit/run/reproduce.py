@@ -103,30 +103,45 @@ def reproduce(
     timeout = timeout_s if timeout_s is not None else get_profile(opts.profile).cell_timeout_s
     references: dict[str, str | None] = {}  # model -> None if ok, else the failure reason
     start = time.perf_counter()
+
+    def record(cell: Cell, doc: dict[str, Any], seconds: float) -> None:
+        write_result(out, doc)
+        summary.per_cell_s[cell.key()] = seconds
+        setattr(summary, doc["status"], getattr(summary, doc["status"]) + 1)
+        if on_cell:
+            on_cell(cell, doc)
+
     try:
+        todo: list[Cell] = []
         for cell in cells:
             if not force and existing.get(cell) in ("ok", "skipped"):
                 summary.resumed += 1
                 if on_cell:
                     on_cell(cell, {"status": "resumed"})
                 continue
-            t0 = time.perf_counter()
-            ok, why = get_path(cell.path).available(cell.device)
-            if not ok:
-                doc = skipped_document(cell, opts, why)
-            else:
-                if cell.model not in references:
-                    references[cell.model] = _ensure_reference(cell.model, opts, executor, timeout)
-                failure = references[cell.model]
-                if failure:
-                    doc = failed_document(cell, opts, f"FP32 reference for {cell.model} failed: {failure}")
+            todo.append(cell)
+        run_cells = getattr(executor, "run_cells", None)
+        if run_cells is not None:
+            # A parallel executor (Ray) takes the whole list: it checks availability where each
+            # cell runs, computes each model's reference before its cells, and hands documents
+            # back as cells finish; they are written here, one by one, as with any executor.
+            for cell, doc in run_cells(todo, opts, measure_fn, timeout):
+                record(cell, doc, float(doc.get("duration_s") or 0.0))
+        else:
+            for cell in todo:
+                t0 = time.perf_counter()
+                ok, why = get_path(cell.path).available(cell.device)
+                if not ok:
+                    doc = skipped_document(cell, opts, why)
                 else:
-                    doc = _run_cell(cell, opts, executor, timeout, measure_fn)
-            write_result(out, doc)
-            summary.per_cell_s[cell.key()] = time.perf_counter() - t0
-            setattr(summary, doc["status"], getattr(summary, doc["status"]) + 1)
-            if on_cell:
-                on_cell(cell, doc)
+                    if cell.model not in references:
+                        references[cell.model] = _ensure_reference(cell.model, opts, executor, timeout)
+                    failure = references[cell.model]
+                    if failure:
+                        doc = failed_document(cell, opts, f"FP32 reference for {cell.model} failed: {failure}")
+                    else:
+                        doc = _run_cell(cell, opts, executor, timeout, measure_fn)
+                record(cell, doc, time.perf_counter() - t0)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.wall_s = time.perf_counter() - start
