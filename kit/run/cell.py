@@ -176,6 +176,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str, Any]:
+    from kit.measure.compute import compute_section
     from kit.measure.environment import math_settings
     from kit.measure.fidelity import compare_outputs
     from kit.measure.latency import LatencyTracker
@@ -233,6 +234,12 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         }
     )
     p50 = latency.stats["p50"]
+    math = math_settings()
+    gpu = doc["environment"].get("gpu")
+    compute = compute_section(
+        spec, None, cell.batch_size, p50, gpu["name"] if gpu else None, path=cell.path,
+        details=prepared.details, math=math, cache_dir=cache_dir(opts),
+    )
     mem = dict(memory.result)
     if prepared.weight_bytes is not None:
         mem["weights_mb"] = prepared.weight_bytes / 2**20
@@ -243,7 +250,8 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             "model_info": {**model_info, "fingerprint": fingerprint, "checkpoint": spec.checkpoint,
                            "image_size": spec.image_size, "head": spec.head},
             "path_info": {"path": cell.path, "family": path.family, **prepared.details},
-            "math": math_settings(),
+            "math": math,
+            "compute": compute,
             "latency": latency.to_dict(),
             "throughput": {
                 "samples_per_s": cell.batch_size / (p50 / 1000.0) if p50 > 0 else 0.0,

@@ -1,0 +1,697 @@
+"""bitsandbytes paths through transformers' loader: ``bnb-int8`` (LLM.int8), ``bnb-nf4``, ``bnb-fp4``.
+
+How a model is quantized
+------------------------
+The float model is built the way the run asked (``ctx.build_float_model()``: seeded random
+weights, a local directory or the hub), saved with ``save_pretrained(safe_serialization=True)``
+into the cell's scratch directory, and loaded back with
+``model_class.from_pretrained(dir, quantization_config=BitsAndBytesConfig(...), device_map=...)``:
+bitsandbytes quantizes the float state dict as it loads, exactly as it would a downloaded
+checkpoint. (Building uint8 tensors by hand is the road where optimum-benchmark's users hit
+"Blockwise quantization only supports 16/32-bit floats".) When the float model was itself loaded
+from a local directory of safetensors, that directory is loaded directly.
+
+Settings, each recorded in the result (``details``) with where it came from
+---------------------------------------------------------------------------
+* ``llm_int8_threshold`` (bnb-int8) 6.0: LLM.int8's outlier threshold (Dettmers et al. 2022) and
+  transformers' default: activation columns with any |value| > 6 go through an fp16 matmul.
+  0.0 would switch the outlier decomposition off (optimum-benchmark's default), which is then
+  not LLM.int8 but plain absmax int8.
+* Modules kept in float: by default the task head(s) outside the base model (``classifier``;
+  ``cls_classifier`` + ``distillation_classifier`` for distilled DeiT), none for backbones. That
+  is what transformers 4.x chose by default (``get_keys_to_not_convert``: the last module, none
+  for a base model), i.e. the study's stack. transformers 5.x's default names ``classifier.bias``,
+  which matches no module, so it quantizes the classifier; qkit passes the list explicitly so
+  every version quantizes the same layers. On CPU, bitsandbytes (0.48+) repacks 4-bit weights
+  for its AVX512-BF16 kernel at the first forward, which asserts "N must be divisible by
+  block_n" (out_features % 32) and needs in_features % 64: it fails on the 1000-class head
+  when that is quantized. Such layers stay 4-bit and are routed to bitsandbytes' generic
+  dequantize + matmul path (``support_avx512bf16_for_cpu = False``), listed in the result. The
+  loaded model is then inspected: what the result reports as replaced and float is what the
+  model holds, not what was asked.
+* 4-bit compute dtype: bf16 on CPU (bitsandbytes' fused CPU 4-bit kernel computes in bf16 only;
+  it casts anything else to bf16 and back), fp16 on CUDA (matches the fp16 activations the CUDA
+  paths use, and the tensor-core fp16 GEMM the dequantized weights feed).
+* Double quantization (4-bit): off, transformers' ``BitsAndBytesConfig`` default (what
+  ``load_in_4bit=True, bnb_4bit_quant_type="nf4"`` gets). Option ``bnb.double_quant`` turns it on.
+* dtype of the layers left in float and of the activations: float32 on CPU (the comparison with
+  FP32 then isolates the quantized Linears), float16 on CUDA (what transformers 4.x's bitsandbytes
+  loader forced when no dtype was given: the study's stack, and LLM.int8's design; bitsandbytes
+  casts LLM.int8 inputs to fp16 anyway).
+
+Path options (``qkit run --option KEY=VALUE``): ``bnb.llm_int8_threshold`` (float),
+``bnb.skip_modules`` (JSON list of module names, or ``[]`` for none), ``bnb.compute_dtype``
+(``bfloat16`` | ``float16`` | ``float32``), ``bnb.double_quant`` (bool), ``bnb.float_dtype``.
+
+Proof that the method ran
+-------------------------
+After loading, every Linear is classified: replaced by ``Linear8bitLt`` / ``Linear4bit`` with a
+weight that really is int8 / packed 4-bit, or left in float. Bytes are counted per dtype,
+including the quantization state bitsandbytes keeps outside parameters (LLM.int8's per-row
+``SCB`` scales; 4-bit ``absmax``, nested absmax/offset and the code tables). A cell fails when:
+no Linear was replaced; a layer of the other method appears (an "INT4" path holding 8-bit
+layers); a replaced layer's weight is not quantized; the replaced layers' bytes (codes + scales,
+code tables excluded) exceed ``LAYER_RATIO_LIMIT`` of their FP32 weights (int8 0.30: 1 byte +
+4/in_features per weight = 0.25 + 1/in_features; 4-bit 0.17: 0.5 byte + 4/64 per weight =
+0.1406 with fp32 absmax, ~0.129 with double quantization, well below int8's 0.25); or the whole
+model's weight bytes are not below the float model's.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kit.measure.memory import weight_bytes_by_dtype
+from kit.paths.base import PathFailed, PathUnavailable, PrecisionPath, PrepareContext, PreparedModel, register_path
+from kit.paths.bnb_support import (
+    CPU_4BIT_BLOCK_N,
+    has_avx512bf16,
+    import_bnb,
+    install_log_filter,
+    library_details,
+    method_status,
+    version_tuple,
+)
+
+DEFAULT_LLM_INT8_THRESHOLD = 6.0
+# Largest (quantized codes + scales) / FP32 bytes of the replaced Linear weights (see docstring).
+LAYER_RATIO_LIMIT: dict[str, float] = {"int8": 0.30, "nf4": 0.17, "fp4": 0.17}
+OPTION_PREFIX = "bnb."
+OPTION_KEYS = ("llm_int8_threshold", "skip_modules", "compute_dtype", "double_quant", "float_dtype")
+_DTYPES = ("float32", "float16", "bfloat16")
+_MAX_NAMES = 24  # module names listed in a result before "... and N more"
+
+
+# --------------------------------------------------------------------------------- settings
+
+
+def _option(ctx_options: dict[str, Any], key: str) -> Any:
+    return ctx_options.get(OPTION_PREFIX + key)
+
+
+def check_options(options: dict[str, Any]) -> None:
+    unknown = [k for k in options if k.startswith(OPTION_PREFIX) and k[len(OPTION_PREFIX):] not in OPTION_KEYS]
+    if unknown:
+        valid = ", ".join(OPTION_PREFIX + k for k in OPTION_KEYS)
+        raise PathFailed(f"unknown bitsandbytes option(s) {', '.join(sorted(unknown))}; valid: {valid}")
+
+
+def _dtype_option(value: Any, key: str) -> str:
+    text = str(value).replace("torch.", "")
+    text = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16"}.get(text, text)
+    if text not in _DTYPES:
+        raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected one of {', '.join(_DTYPES)}")
+    return text
+
+
+def _bool_option(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected true or false")
+
+
+def head_modules(model: Any) -> list[str]:
+    """Names of the Linear layers outside the base model (the task heads); [] for a base model."""
+    import torch
+
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    base = getattr(model, prefix, None) if prefix else None
+    if not isinstance(base, torch.nn.Module) or base is model:
+        return []
+    return [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name and not name.startswith(prefix + ".")
+    ]
+
+
+def linear_shapes(model: Any) -> dict[str, tuple[int, int]]:
+    """(out_features, in_features) of every nn.Linear, by module name."""
+    import torch
+
+    return {
+        name: (int(m.out_features), int(m.in_features))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear)
+    }
+
+
+def _names(names: list[str]) -> list[str]:
+    names = sorted(names)
+    if len(names) <= _MAX_NAMES:
+        return names
+    return [*names[:_MAX_NAMES], f"... and {len(names) - _MAX_NAMES} more"]
+
+
+# --------------------------------------------------------------------------------- inspection
+
+
+def _tensor_key(t: Any) -> tuple[int, int, str]:
+    return (t.data_ptr(), t.numel(), str(t.dtype))
+
+
+def _add(by_dtype: dict[str, int], t: Any) -> int:
+    size = int(t.numel() * t.element_size())
+    key = str(t.dtype).replace("torch.", "")
+    by_dtype[key] = by_dtype.get(key, 0) + size
+    return size
+
+
+def _quant_state_tensors(qs: Any) -> tuple[list[Any], list[Any]]:
+    """(scale tensors, code tables) a bitsandbytes 4-bit QuantState holds."""
+    import torch
+
+    scales: list[Any] = []
+    codes: list[Any] = []
+    if qs is None:
+        return scales, codes
+    if isinstance(getattr(qs, "absmax", None), torch.Tensor):
+        scales.append(qs.absmax)
+    if isinstance(getattr(qs, "code", None), torch.Tensor):
+        codes.append(qs.code)
+    if isinstance(getattr(qs, "offset", None), torch.Tensor):
+        scales.append(qs.offset)
+    state2 = getattr(qs, "state2", None)
+    if state2 is not None:
+        if isinstance(getattr(state2, "absmax", None), torch.Tensor):
+            scales.append(state2.absmax)
+        if isinstance(getattr(state2, "code", None), torch.Tensor):
+            codes.append(state2.code)
+    return scales, codes
+
+
+def inspect_bnb_model(model: Any, bnb: Any) -> dict[str, Any]:
+    """What the loaded model really holds: replaced vs float Linears, bytes by dtype and by role."""
+    import torch
+
+    l8 = bnb.nn.Linear8bitLt
+    l4 = bnb.nn.Linear4bit
+    seen = {_tensor_key(t) for t in [*model.parameters(), *model.buffers()]}
+    by_dtype = weight_bytes_by_dtype(model)  # parameters + buffers (int8 / packed uint8 weights too)
+    replaced: dict[str, list[str]] = {"int8": [], "4bit": []}
+    not_quantized: list[str] = []
+    float_left: list[str] = []
+    classes: dict[str, int] = {}
+    quant_types: set[str] = set()
+    blocksizes: set[int] = set()
+    nested: set[bool] = set()
+    thresholds: set[float] = set()
+    compute_dtypes: set[str] = set()
+    code_bytes = scale_bytes = q_weight_bytes = fp32_bytes = 0
+    for name, m in model.named_modules():
+        if isinstance(m, (l8, l4)):
+            classes[type(m).__name__] = classes.get(type(m).__name__, 0) + 1
+            w = m.weight
+            out_f, in_f = int(m.out_features), int(m.in_features)
+            if isinstance(m, l8):
+                ok = w.dtype == torch.int8
+                scb = getattr(w, "SCB", None)
+                if scb is None:
+                    scb = getattr(getattr(m, "state", None), "SCB", None)
+                extra_scales = [scb] if isinstance(scb, torch.Tensor) else []
+                extra_codes: list[Any] = []
+                thr = getattr(getattr(m, "state", None), "threshold", None)
+                if thr is not None:
+                    thresholds.add(float(thr))
+                (replaced["int8"] if ok else not_quantized).append(name)
+            else:
+                qs = getattr(w, "quant_state", None) or getattr(m, "quant_state", None)
+                ok = qs is not None and not w.is_floating_point()
+                extra_scales, extra_codes = _quant_state_tensors(qs)
+                if qs is not None:
+                    quant_types.add(str(getattr(qs, "quant_type", "?")))
+                    if getattr(qs, "blocksize", None) is not None:
+                        blocksizes.add(int(qs.blocksize))
+                    nested.add(bool(getattr(qs, "nested", False)))
+                cd = getattr(m, "compute_dtype", None)
+                if cd is not None:
+                    compute_dtypes.add(str(cd).replace("torch.", ""))
+                (replaced["4bit"] if ok else not_quantized).append(name)
+            if not ok:
+                continue
+            q_weight_bytes += int(w.numel() * w.element_size())
+            fp32_bytes += out_f * in_f * 4
+            for t in extra_scales:
+                if _tensor_key(t) not in seen:
+                    seen.add(_tensor_key(t))
+                    _add(by_dtype, t)
+                scale_bytes += int(t.numel() * t.element_size())
+            for t in extra_codes:
+                if _tensor_key(t) not in seen:
+                    seen.add(_tensor_key(t))
+                    _add(by_dtype, t)
+                code_bytes += int(t.numel() * t.element_size())
+        elif isinstance(m, torch.nn.Linear):
+            float_left.append(name)
+    n_replaced = len(replaced["int8"]) + len(replaced["4bit"])
+    quantized_bytes = q_weight_bytes + scale_bytes
+    return {
+        "replaced_linear_layers": n_replaced,
+        "replaced_int8_layers": len(replaced["int8"]),
+        "replaced_4bit_layers": len(replaced["4bit"]),
+        "replaced_by_class": classes,
+        "not_quantized_layers": len(not_quantized),
+        "replaced_but_not_quantized": _names(not_quantized),
+        "float_linear_layers_left": len(float_left),
+        "float_linear_modules": _names(float_left),
+        "quant_types": sorted(quant_types),
+        "blocksizes": sorted(blocksizes),
+        "double_quant_in_layers": sorted(nested),
+        "int8_thresholds_in_layers": sorted(thresholds),
+        "compute_dtypes_in_layers": sorted(compute_dtypes),
+        "replaced_weight_bytes": {
+            "quantized_codes": q_weight_bytes,
+            "scales": scale_bytes,
+            "code_tables": code_bytes,
+            "fp32_equivalent": fp32_bytes,
+            "ratio_vs_fp32": (quantized_bytes / fp32_bytes) if fp32_bytes else None,
+            "method": (
+                "replaced Linear weights only (biases stay float): quantized codes + scales "
+                "(int8 SCB per row; 4-bit absmax per block, nested absmax + offset) over "
+                "out_features*in_features*4; code tables (NF4/FP4 16-entry map, 256-entry nested "
+                "map: format constants) are counted in weight_bytes_by_dtype, not in the ratio"
+            ),
+        },
+        "weight_bytes_by_dtype": by_dtype,
+        "weight_bytes": int(sum(by_dtype.values())),
+    }
+
+
+def verify_bnb_model(path_name: str, method: str, info: dict[str, Any], float_model_bytes: int) -> None:
+    """Raise PathFailed with the reason when the loaded model shows the method did not run."""
+    total = info["replaced_linear_layers"] + info["float_linear_layers_left"] + info["not_quantized_layers"]
+    expected, other = ("int8", "4bit") if method == "int8" else ("4bit", "int8")
+    label = "8-bit (Linear8bitLt)" if method == "int8" else "4-bit (Linear4bit)"
+    if info["replaced_but_not_quantized"]:
+        raise PathFailed(
+            f"{path_name}: bitsandbytes layers whose weight is not quantized: "
+            f"{', '.join(info['replaced_but_not_quantized'][:5])}"
+        )
+    if info[f"replaced_{expected}_layers"] == 0:
+        raise PathFailed(
+            f"{path_name}: 0 of {total} Linear layers were replaced by bitsandbytes {label} layers "
+            f"({info['float_linear_layers_left']} left in float): the method did not run"
+        )
+    if info[f"replaced_{other}_layers"]:
+        raise PathFailed(
+            f"{path_name}: the model holds {info[f'replaced_{other}_layers']} layers of the other "
+            f"bitsandbytes method ({info['replaced_by_class']}); a {method} path must hold only {label}"
+        )
+    if method != "int8" and info["quant_types"] != [method]:
+        raise PathFailed(f"{path_name}: 4-bit layers use quant_type {info['quant_types']}, expected ['{method}']")
+    ratio = info["replaced_weight_bytes"]["ratio_vs_fp32"]
+    limit = LAYER_RATIO_LIMIT[method]
+    if ratio is None or ratio > limit:
+        raise PathFailed(
+            f"{path_name}: replaced Linear weights take {ratio:.3f}x their FP32 bytes, above the "
+            f"{limit}x a {method} layer can take: not {method}"
+        )
+    if info["weight_bytes"] >= float_model_bytes:
+        raise PathFailed(
+            f"{path_name}: weight bytes {info['weight_bytes']} are not below the FP32 model's "
+            f"{float_model_bytes}"
+        )
+
+
+def route_cpu_4bit_layers(model: Any) -> list[str]:
+    """Send 4-bit layers the fused CPU kernel cannot take to bitsandbytes' generic path.
+
+    bitsandbytes >= 0.48 repacks a Linear4bit's weight for its AVX512-BF16 kernel at the first
+    CPU forward, which asserts out_features % 32 == 0 and needs in_features % blocksize == 0 (the
+    1000-class head fails: "N must be divisible by block_n"). The module attribute
+    ``support_avx512bf16_for_cpu`` gates that repacking; clearing it keeps the layer 4-bit, run by
+    dequantize + matmul. Returns the names of the layers so routed.
+    """
+    routed = []
+    for name, m in model.named_modules():
+        if not getattr(m, "support_avx512bf16_for_cpu", False):
+            continue
+        qs = getattr(m.weight, "quant_state", None) or getattr(m, "quant_state", None)
+        block = int(getattr(qs, "blocksize", 64) or 64)
+        if int(m.out_features) % CPU_4BIT_BLOCK_N or int(m.in_features) % block:
+            m.support_avx512bf16_for_cpu = False
+            routed.append(name)
+    return routed
+
+
+def first_forward(model: Any, ctx: PrepareContext, dtype: Any) -> None:
+    import torch
+
+    from kit.models.build import example_inputs
+
+    x = torch.from_numpy(example_inputs(ctx.spec, 1, seed=0)).to(device=ctx.device, dtype=dtype)
+    with torch.inference_mode():
+        model(pixel_values=x)
+
+
+# --------------------------------------------------------------------------------- loading
+
+
+def _local_checkpoint_dir(model: Any) -> str | None:
+    """The directory ``model`` was loaded from, when it is a local directory of safetensors."""
+    source = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", "")
+    if not source or not os.path.isdir(source):
+        return None
+    directory = Path(source)
+    if (directory / "config.json").is_file() and list(directory.glob("*.safetensors")):
+        return str(directory)
+    return None
+
+
+def _dtype_kwarg() -> str:
+    import transformers
+
+    # transformers renamed torch_dtype to dtype in 4.56; 4.40-4.55 know only torch_dtype.
+    return "dtype" if version_tuple(transformers.__version__)[:2] >= (4, 56) else "torch_dtype"
+
+
+def _device_map(device: str) -> dict[str, Any]:
+    return {"": 0} if device == "cuda" else {"": "cpu"}
+
+
+class BnbPath(PrecisionPath):
+    """One bitsandbytes method; subclasses set ``method``."""
+
+    family: ClassVar[str] = "bitsandbytes"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    method: ClassVar[str]
+
+    def available(self, device: str) -> tuple[bool, str]:
+        ok, why = self.supports_device(device)
+        if not ok:
+            return ok, why
+        return method_status(self.method, device)
+
+    # ------------------------------------------------------------------ settings
+    def settings(self, ctx: PrepareContext, float_model: Any) -> dict[str, Any]:
+        opts = ctx.options
+        check_options(opts)
+        cuda = ctx.device == "cuda"
+        s: dict[str, Any] = {}
+        float_dtype = _option(opts, "float_dtype")
+        s["float_dtype"] = _dtype_option(float_dtype, "float_dtype") if float_dtype else (
+            "float16" if cuda else "float32"
+        )
+        s["float_dtype_source"] = "option" if float_dtype else (
+            "default on cuda: float16, transformers 4.x's bitsandbytes loader default (the study's stack)"
+            if cuda else "default on cpu: float32, so the comparison with FP32 isolates the quantized Linears"
+        )
+        skip = _option(opts, "skip_modules")
+        if skip is None:
+            requested = head_modules(float_model)
+            s["skip_modules_source"] = (
+                "default: Linear heads outside the base model (transformers 4.x's default; passed "
+                "explicitly because transformers 5.x's default misses the classifier)"
+            )
+        else:
+            if isinstance(skip, str):
+                skip = [] if skip.lower() in ("", "none", "[]") else [x.strip() for x in skip.split(",") if x.strip()]
+            if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
+                raise PathFailed(f"option {OPTION_PREFIX}skip_modules={skip!r}: expected a list of module names")
+            requested = list(skip)
+            s["skip_modules_source"] = "option"
+        s["skip_modules"] = list(requested)
+        if self.method == "int8":
+            thr = _option(opts, "llm_int8_threshold")
+            try:
+                s["llm_int8_threshold"] = float(thr) if thr is not None else DEFAULT_LLM_INT8_THRESHOLD
+            except (TypeError, ValueError):
+                raise PathFailed(f"option {OPTION_PREFIX}llm_int8_threshold={thr!r}: expected a number") from None
+            s["llm_int8_threshold_source"] = "option" if thr is not None else (
+                "default 6.0: LLM.int8's outlier threshold (Dettmers et al. 2022) and transformers' "
+                "default; 0.0 would switch the fp16 outlier decomposition off"
+            )
+        else:
+            cd = _option(opts, "compute_dtype")
+            s["compute_dtype"] = _dtype_option(cd, "compute_dtype") if cd else ("float16" if cuda else "bfloat16")
+            s["compute_dtype_source"] = "option" if cd else (
+                "default on cuda: float16, the dtype of the activations and of the tensor-core GEMM "
+                "the dequantized weights feed" if cuda else
+                "default on cpu: bfloat16, the only dtype bitsandbytes' fused CPU 4-bit kernel "
+                "computes in (it casts other inputs to bf16 and back)"
+            )
+            dq = _option(opts, "double_quant")
+            s["double_quant"] = _bool_option(dq, "double_quant") if dq is not None else False
+            s["double_quant_source"] = "option" if dq is not None else (
+                "default off: transformers' BitsAndBytesConfig default (bnb_4bit_use_double_quant=False)"
+            )
+        return s
+
+    def quantization_config(self, s: dict[str, Any]) -> Any:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if self.method == "int8":
+            return BitsAndBytesConfig(
+                load_in_8bit=True,
+                llm_int8_threshold=s["llm_int8_threshold"],
+                llm_int8_skip_modules=list(s["skip_modules"]),
+            )
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=self.method,
+            bnb_4bit_compute_dtype=getattr(torch, s["compute_dtype"]),
+            bnb_4bit_use_double_quant=s["double_quant"],
+            llm_int8_skip_modules=list(s["skip_modules"]),
+        )
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, ctx: PrepareContext) -> PreparedModel:
+        import torch
+
+        from kit.models.build import model_class
+
+        ok, why = self.available(ctx.device)
+        if not ok:
+            raise PathUnavailable(why)
+        bnb, err = import_bnb()
+        if bnb is None:
+            raise PathUnavailable(err or "bitsandbytes fails to import")
+
+        float_model = ctx.build_float_model()
+        float_by_dtype = weight_bytes_by_dtype(float_model)
+        float_bytes = int(sum(float_by_dtype.values()))
+        n_linear = len(linear_shapes(float_model))
+        s = self.settings(ctx, float_model)
+        attn = getattr(float_model.config, "_attn_implementation", None)
+        source = _local_checkpoint_dir(float_model)
+        if source is None:
+            source = os.path.join(ctx.work_dir, "float-model")
+            float_model.save_pretrained(source, safe_serialization=True)
+            source_note = (
+                "the run's FP32 model, saved with save_pretrained(safe_serialization=True) to the "
+                "cell's scratch dir"
+            )
+        else:
+            source_note = f"the local checkpoint directory the FP32 model came from ({source})"
+        del float_model
+        gc.collect()
+
+        qconfig = self.quantization_config(s)
+        kwargs: dict[str, Any] = {
+            "quantization_config": qconfig,
+            "device_map": _device_map(ctx.device),
+            _dtype_kwarg(): getattr(torch, s["float_dtype"]),
+            "use_safetensors": True,
+            "local_files_only": True,
+            "trust_remote_code": False,
+            **ctx.spec.model_kwargs,
+        }
+        if attn:
+            kwargs["attn_implementation"] = attn
+        remove_filter = install_log_filter()
+        try:
+            model = model_class(ctx.spec).from_pretrained(source, **kwargs)
+        except Exception as exc:
+            remove_filter()
+            text = str(exc)
+            if "No GPU found" in text or "requires a GPU" in text or "None of the available devices" in text:
+                first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+                raise PathUnavailable(
+                    f"transformers cannot load bitsandbytes models on {ctx.device} here: {first}"
+                ) from exc
+            raise
+        try:
+            prepared = self._finish(ctx, bnb, model, s, float_bytes, float_by_dtype, n_linear, source_note, attn)
+        except BaseException:
+            remove_filter()
+            raise
+
+        def close() -> None:
+            remove_filter()
+            gc.collect()
+            if ctx.device == "cuda":
+                torch.cuda.empty_cache()
+
+        prepared.close = close
+        return prepared
+
+    def _finish(self, ctx: PrepareContext, bnb: Any, model: Any, s: dict[str, Any], float_bytes: int,
+                float_by_dtype: dict[str, int], n_linear: int, source_note: str, attn: str | None) -> PreparedModel:
+        """Inspect and verify the loaded model, then wrap it (PathFailed when the method did not run)."""
+        import torch
+
+        from kit.paths.torch_paths import torch_prepared
+
+        model.eval()
+        weights_alloc_mb = None
+        if ctx.device == "cuda":
+            torch.cuda.synchronize()
+            weights_alloc_mb = torch.cuda.memory_allocated() / 2**20
+
+        info = inspect_bnb_model(model, bnb)
+        verify_bnb_model(self.name, self.method, info, float_bytes)
+        generic = route_cpu_4bit_layers(model) if ctx.device == "cpu" and self.method != "int8" else []
+        details = self.describe(ctx, s, info, float_bytes, float_by_dtype, n_linear, source_note, attn)
+        if ctx.device == "cpu" and self.method != "int8":
+            details["cpu_generic_4bit_layers"] = _names(generic)
+            details["cpu_generic_4bit_layers_reason"] = (
+                f"bitsandbytes' fused AVX512-BF16 4-bit kernel repacks weights and needs "
+                f"out_features % {CPU_4BIT_BLOCK_N} == 0 and in_features % blocksize == 0 ('N must be "
+                "divisible by block_n'); these layers stay 4-bit and run bitsandbytes' generic "
+                "dequantize + matmul (module.support_avx512bf16_for_cpu = False)"
+            )
+        if weights_alloc_mb is not None:
+            details["cuda_memory_allocated_after_load_mb"] = weights_alloc_mb
+            details["cuda_memory_allocated_after_load_source"] = (
+                "torch.cuda.memory_allocated() right after from_pretrained, before any forward (MiB; "
+                "includes what the process held before, see memory.baseline_mb)"
+            )
+        # Serialized size first: state_dict() undoes bitsandbytes' CPU 4-bit repacking.
+        prepared = torch_prepared(model, ctx, getattr(torch, s["float_dtype"]), details)
+        as_run = info
+        if ctx.device == "cpu" and self.method != "int8" and has_avx512bf16():
+            # bitsandbytes repacks 4-bit weights for its CPU kernel at the first forward (absmax to
+            # bf16, double quantization undone): count the bytes the timed model holds.
+            first_forward(model, ctx, getattr(torch, s["float_dtype"]))
+            as_run = inspect_bnb_model(model, bnb)
+            details["cpu_repacked_at_first_forward"] = {
+                "weight_bytes": as_run["weight_bytes"],
+                "weight_bytes_by_dtype": as_run["weight_bytes_by_dtype"],
+                "replaced_weight_ratio_vs_fp32": as_run["replaced_weight_bytes"]["ratio_vs_fp32"],
+                "double_quant_in_layers": as_run["double_quant_in_layers"],
+                "note": (
+                    "bitsandbytes' CPU 4-bit path repacks the fused-kernel layers at the first "
+                    "forward: absmax is stored as bf16 per block and double quantization, if on, is "
+                    "undone; the weight bytes reported for the cell are these, the ones the timed "
+                    "model holds"
+                ),
+            }
+        # torch_prepared counts parameters and buffers; bitsandbytes keeps scales outside them.
+        prepared.weight_bytes = as_run["weight_bytes"]
+        prepared.weight_bytes_by_dtype = as_run["weight_bytes_by_dtype"]
+        return prepared
+
+    def describe(
+        self,
+        ctx: PrepareContext,
+        s: dict[str, Any],
+        info: dict[str, Any],
+        float_bytes: int,
+        float_by_dtype: dict[str, int],
+        n_linear: int,
+        source_note: str,
+        attn: str | None,
+    ) -> dict[str, Any]:
+        quant = {k: v for k, v in s.items() if k not in ("skip_modules",)}
+        quant["skip_modules_passed"] = list(s["skip_modules"])
+        details: dict[str, Any] = {
+            "method": self.method_text(s),
+            "dtype": self.dtype_text(s),
+            "framework": "pytorch + bitsandbytes (transformers from_pretrained with a BitsAndBytesConfig)",
+            "execution_provider": None,
+            "device_map": {"": 0} if ctx.device == "cuda" else {"": "cpu"},
+            "quantized_from": source_note,
+            "attn_implementation": attn,
+            "settings": quant,
+            **library_details(ctx.device),
+            "proof": {
+                **{k: v for k, v in info.items() if k not in ("weight_bytes_by_dtype", "weight_bytes")},
+                "linear_layers_in_float_model": n_linear,
+                "layer_ratio_limit": LAYER_RATIO_LIMIT[self.method],
+                "float_model_weight_bytes": float_bytes,
+                "float_model_weight_bytes_by_dtype": float_by_dtype,
+                "weight_bytes": info["weight_bytes"],
+                "weight_ratio_vs_float_model": info["weight_bytes"] / float_bytes if float_bytes else None,
+                "checks": (
+                    f">= 1 Linear replaced by the {self.method} class with a quantized weight; no layer of "
+                    f"the other method; replaced-weight ratio <= {LAYER_RATIO_LIMIT[self.method]}x FP32; "
+                    "whole-model weight bytes < the FP32 model's"
+                ),
+            },
+        }
+        if self.method == "int8" and s["float_dtype"] != "float16":
+            details["activation_cast"] = (
+                f"bitsandbytes' MatMul8bitLt casts {s['float_dtype']} activations to float16 before "
+                "quantizing them (its per-call warning is filtered so it is not timed)"
+            )
+        return details
+
+    def method_text(self, s: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def dtype_text(self, s: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+
+@register_path
+class BnbInt8(BnbPath):
+    name = "bnb-int8"
+    method = "int8"
+    description = "bitsandbytes LLM.int8 (Linear8bitLt, outlier threshold 6.0) via transformers' loader"
+
+    def method_text(self, s: dict[str, Any]) -> str:
+        return (
+            "LLM.int8 (bitsandbytes Linear8bitLt): int8 row-wise absmax weights, int8 vector-wise "
+            f"activations, activation columns with |x| > {s['llm_int8_threshold']} in fp16; "
+            "BitsAndBytesConfig(load_in_8bit=True) on a float state dict"
+        )
+
+    def dtype_text(self, s: dict[str, Any]) -> str:
+        return f"int8 Linear weights / {s['float_dtype']} other layers and activations"
+
+
+class _Bnb4Bit(BnbPath):
+    def method_text(self, s: dict[str, Any]) -> str:
+        return (
+            f"bitsandbytes {self.method.upper()} (Linear4bit): 4-bit {self.method} weights in blocks of 64 "
+            f"with absmax scales{' (double-quantized)' if s['double_quant'] else ''}, dequantized "
+            f"to {s['compute_dtype']} for the matmul; BitsAndBytesConfig(load_in_4bit=True, "
+            f"bnb_4bit_quant_type={self.method!r}) on a float state dict"
+        )
+
+    def dtype_text(self, s: dict[str, Any]) -> str:
+        return (
+            f"{self.method} Linear weights / {s['compute_dtype']} compute / {s['float_dtype']} other "
+            "layers and activations"
+        )
+
+
+@register_path
+class BnbNF4(_Bnb4Bit):
+    name = "bnb-nf4"
+    method = "nf4"
+    description = "bitsandbytes NF4 (Linear4bit, quant_type nf4) via transformers' loader"
+
+
+@register_path
+class BnbFP4(_Bnb4Bit):
+    name = "bnb-fp4"
+    method = "fp4"
+    description = "bitsandbytes FP4 (Linear4bit, quant_type fp4) via transformers' loader"
+
+
+def bench_bnb(**kwargs: Any) -> dict[str, Any]:
+    """``make bench`` entry (kit.bench looks it up here): bnb INT8 and NF4 against FP32 on ViT-B/16,
+    batch 1, on CPU (and on CUDA with ``device='cuda'``); see `kit.bench_bnb`."""
+    from kit.bench_bnb import bench_bnb as run
+
+    return run(**kwargs)
