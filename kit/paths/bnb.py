@@ -687,6 +687,9 @@ class BnbFP4(_Bnb4Bit):
     name = "bnb-fp4"
     method = "fp4"
     description = "bitsandbytes FP4 (Linear4bit, quant_type fp4) via transformers' loader"
+    # Not a method of the study: runnable on request (--paths bnb-fp4), not in the default matrix.
+    default_devices = ()
+    default_devices_reason = "FP4 is not one of the study's methods"
 
 
 def bench_bnb(**kwargs: Any) -> dict[str, Any]:
