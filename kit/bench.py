@@ -139,7 +139,7 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 # Families contribute their own benchmarks where they exist (module, function).
 OPTIONAL_BENCHES = {
-    "onnx": ("kit.compare_int8", "bench_onnx"),
+    "onnx": ("kit.bench_onnx", "bench_onnx"),
     "bnb": ("kit.paths.bnb", "bench_bnb"),
     "ray": ("kit.run.ray_executor", "bench_ray"),
 }

@@ -1,0 +1,408 @@
+"""``qkit compare-int8``: every INT8 method beside its FP32 baseline, on the same inputs.
+
+For one model and batch size, on each device asked for: torch-fp32 and ort-fp32 (the baselines),
+then every INT8 method the kit has (ORT dynamic and static QDQ, torch.ao dynamic, bitsandbytes
+LLM.int8) on every provider that can run it. Cells go through the library runner
+(`kit.run.reproduce.reproduce`, one child process per cell), so each row is an ordinary result
+document under ``--out``. A row that cannot run here stays in the table with its reason.
+
+Speedups are against FP32 *of the same runtime on the same device* (torch rows against
+torch-fp32, ORT rows against ort-fp32 with the same provider); ORT rows also show the ratio to
+torch-fp32. A ratio below 1 is written as "SLOWER", never hidden. Sizes are each row's serialized
+model (the ONNX file, the safetensors/torch.save state dict) against its baseline's.
+
+TensorRT rows run with ``--option provider=tensorrt`` in their own result directory
+(``<out>/provider-tensorrt``): the provider is an option of the ORT paths, and one result
+directory holds one document per (model, path, device, batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+TENSORRT_DIR = "provider-tensorrt"
+CHART_FILE = "compare-int8.png"
+TABLE_FILE = "compare-int8.md"
+JSON_FILE = "compare-int8.json"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One planned row: a path on a device, with a provider option for ORT where not the default."""
+
+    path: str
+    device: str
+    provider: str | None = None  # the ``provider`` path option; None = the device's default
+    role: str = "int8"  # "baseline" or "int8"
+
+    @property
+    def group(self) -> str:
+        return self.provider or "default"
+
+    @property
+    def runtime(self) -> str:
+        return "onnxruntime" if self.path.startswith("ort-") else "torch"
+
+    def label(self) -> str:
+        where = self.device if not self.provider else f"{self.device}/{self.provider}"
+        return f"{self.path} [{where}]"
+
+
+def plan_rows(devices: list[str]) -> list[Row]:
+    """The rows of the comparison, baselines first on each device."""
+    rows: list[Row] = []
+    if "cpu" in devices:
+        rows += [
+            Row("torch-fp32", "cpu", role="baseline"),
+            Row("ort-fp32", "cpu", role="baseline"),
+            Row("torch-int8-dynamic", "cpu"),
+            Row("ort-int8-dynamic", "cpu"),
+            Row("ort-int8-static-qdq", "cpu"),
+            Row("bnb-int8", "cpu"),
+        ]
+    if "cuda" in devices:
+        rows += [
+            Row("torch-fp32", "cuda", role="baseline"),
+            Row("ort-fp32", "cuda", role="baseline"),
+            Row("ort-int8-static-qdq", "cuda"),
+            Row("bnb-int8", "cuda"),
+            Row("ort-fp32", "cuda", "tensorrt", role="baseline"),
+            Row("ort-int8-static-qdq", "cuda", "tensorrt"),
+        ]
+    return rows
+
+
+def baseline_of(row: Row) -> Row:
+    """The FP32 row a row is compared with: same runtime, device and provider."""
+    if row.runtime == "onnxruntime":
+        return Row("ort-fp32", row.device, row.provider, role="baseline")
+    return Row("torch-fp32", row.device, role="baseline")
+
+
+# --------------------------------------------------------------------------- running
+
+
+def group_dir(out: Path, group: str) -> Path:
+    return out if group == "default" else out / f"provider-{group}"
+
+
+def run_comparison(
+    model: str,
+    devices: list[str],
+    out: Path,
+    profile: str = "full",
+    batch_size: int = 1,
+    weights: str = "random",
+    seed: int = 0,
+    path_options: dict[str, Any] | None = None,
+    executor_name: str = "process",
+    force: bool = False,
+) -> list[dict[str, Any]]:
+    """Run every row through the runner (resuming finished cells) and return the table rows."""
+    from kit.paths.base import path_names
+    from kit.results.store import Cell
+    from kit.run.cell import RunOptions
+    from kit.run.executors import make_executor
+    from kit.run.reproduce import reproduce
+
+    rows = plan_rows(devices)
+    known = set(path_names())
+    executor = make_executor(executor_name)
+    docs: dict[Row, dict[str, Any]] = {}
+    try:
+        for group in dict.fromkeys(r.group for r in rows):
+            members = [r for r in rows if r.group == group and r.path in known]
+            options = dict(path_options or {})
+            if group != "default":
+                options["provider"] = group
+            opts = RunOptions(out_dir=str(group_dir(out, group)), profile=profile, weights=weights, seed=seed,
+                              path_options=options, command=_command_line())
+            cells = [Cell(model, r.path, r.device, batch_size) for r in members]
+            reproduce(cells, opts, executor, force=force, on_cell=_progress)
+            docs.update(_load_group(group_dir(out, group), members, model, batch_size))
+    finally:
+        executor.close()
+    return build_table(rows, docs, known)
+
+
+def _progress(cell: Any, doc: dict[str, Any]) -> None:
+    reason = f" ({doc['reason']})" if doc.get("reason") else ""
+    click.echo(f"  {cell.key()}: {doc['status']}{reason}", err=True)
+
+
+def _load_group(directory: Path, members: list[Row], model: str, batch_size: int) -> dict[Row, dict[str, Any]]:
+    from kit.results.schema import SchemaError
+    from kit.results.store import Cell, cell_file, read_result
+
+    found: dict[Row, dict[str, Any]] = {}
+    for row in members:
+        file = cell_file(directory, Cell(model, row.path, row.device, batch_size))
+        try:
+            found[row] = read_result(file)
+        except SchemaError as exc:
+            found[row] = {"status": "failed", "reason": f"{file}: {exc}"}
+    return found
+
+
+def _command_line() -> str:
+    return "qkit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# --------------------------------------------------------------------------- table
+
+
+@dataclass
+class TableRow:
+    label: str
+    path: str
+    device: str
+    provider: str | None
+    role: str
+    status: str
+    reason: str | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    baseline: str | None = None
+    speedup: float | None = None
+    speedup_vs_torch_fp32: float | None = None
+    size_mb: float | None = None
+    size_ratio: float | None = None
+    cosine: float | None = None
+    max_abs_error: float | None = None
+    top1_agreement: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def build_table(rows: list[Row], docs: dict[Row, dict[str, Any]], known: set[str]) -> list[dict[str, Any]]:
+    """One dict per planned row, with ratios against the row's baseline where both ran."""
+    table = []
+    for row in rows:
+        doc = docs.get(row)
+        if row.path not in known:
+            entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, "skipped",
+                             f"path {row.path} is not available in this build of the kit (module not installed)")
+        elif doc is None:
+            entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, "skipped", "not run")
+        else:
+            entry = _entry(row, doc)
+        if entry.status == "ok":
+            _add_ratios(entry, row, docs)
+        table.append(asdict(entry))
+    return table
+
+
+def _entry(row: Row, doc: dict[str, Any]) -> TableRow:
+    entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, doc.get("status", "failed"),
+                     doc.get("reason"))
+    info = doc.get("path_info") or {}
+    entry.provider = info.get("execution_provider") or row.provider
+    if entry.status != "ok":
+        return entry
+    latency, size, fid = doc.get("latency") or {}, doc.get("size") or {}, doc.get("fidelity") or {}
+    entry.p50_ms, entry.p99_ms = latency.get("p50"), latency.get("p99")
+    entry.size_mb = size["bytes"] / 2**20 if size.get("bytes") is not None else None
+    entry.cosine, entry.max_abs_error = fid.get("cosine"), fid.get("max_abs_error")
+    entry.top1_agreement = fid.get("top1_agreement")
+    entry.notes += list(latency.get("noise_warnings") or [])
+    if fid.get("finite") is False:
+        entry.notes.append("output has non-finite values")
+    return entry
+
+
+def _ok(doc: dict[str, Any] | None) -> bool:
+    return bool(doc) and doc.get("status") == "ok" and bool(doc.get("latency"))
+
+
+def _add_ratios(entry: TableRow, row: Row, docs: dict[Row, dict[str, Any]]) -> None:
+    base = baseline_of(row)
+    entry.baseline = base.label()
+    base_doc = docs.get(base)
+    if row != base and _ok(base_doc):
+        entry.speedup = base_doc["latency"]["p50"] / entry.p50_ms if entry.p50_ms else None
+        base_size = (base_doc.get("size") or {}).get("bytes")
+        if base_size and entry.size_mb is not None:
+            entry.size_ratio = entry.size_mb * 2**20 / base_size
+        if entry.speedup is not None and entry.speedup < 1.0:
+            entry.notes.insert(0, f"SLOWER than {base.path} ({entry.speedup:.2f}x)")
+    elif row != base:
+        entry.notes.append(f"no speedup: baseline {base.label()} did not run")
+    torch_doc = docs.get(Row("torch-fp32", row.device, role="baseline"))
+    if row.runtime == "onnxruntime" and _ok(torch_doc) and entry.p50_ms:
+        entry.speedup_vs_torch_fp32 = torch_doc["latency"]["p50"] / entry.p50_ms
+
+
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def markdown_table(model: str, batch_size: int, table: list[dict[str, Any]]) -> str:
+    """The comparison as a markdown table, then one line per row that did not run."""
+    head = ("| method [device/provider] | provider used | p50 ms | p99 ms | speedup vs FP32 "
+            "(same runtime) | vs torch-fp32 | size MB | size vs FP32 | cosine | max abs err | top-1 | notes |")
+    lines = [f"# INT8 vs FP32: {model}, batch {batch_size}", "", head, "|" + "---|" * 12]
+    for r in table:
+        if r["status"] != "ok":
+            continue
+        speed = _fmt(r["speedup"], ".2f", "x") if r["role"] != "baseline" else "baseline"
+        lines.append(
+            f"| {r['label']} | {r['provider'] or '-'} | {_fmt(r['p50_ms'], '.2f')} | {_fmt(r['p99_ms'], '.2f')} "
+            f"| {speed} | {_fmt(r['speedup_vs_torch_fp32'], '.2f', 'x')} | {_fmt(r['size_mb'], '.1f')} "
+            f"| {_fmt(r['size_ratio'], '.3f')} | {_fmt(r['cosine'], '.5f')} | {_fmt(r['max_abs_error'], '.3g')} "
+            f"| {_fmt(r['top1_agreement'], '.2f')} | {'; '.join(r['notes']) or ''} |"
+        )
+    not_run = [r for r in table if r["status"] != "ok"]
+    if not_run:
+        lines += ["", "Rows that did not run:", ""]
+        lines += [f"- {r['label']}: {r['status']}: {r['reason']}" for r in not_run]
+    lines += ["", "Speedup = FP32 p50 / this row's p50, FP32 of the same runtime, device and provider "
+              "(torch rows: torch-fp32; ORT rows: ort-fp32). Fidelity against torch-fp32 on CPU, same weights "
+              "and seeded inputs. Size: the serialized model each row loads."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- chart
+
+
+def plot_chart(model: str, batch_size: int, table: list[dict[str, Any]], target: Path) -> Path | None:
+    """Horizontal bars of p50 latency (whisker to p99), one colour per device/provider."""
+    ok = [r for r in table if r["status"] == "ok" and r["p50_ms"]]
+    if not ok:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    groups = list(dict.fromkeys(_group_name(r) for r in ok))
+    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    fig, ax = plt.subplots(figsize=(12, 0.5 * len(ok) + 2.0))
+    ys = list(range(len(ok)))[::-1]
+    p50 = [r["p50_ms"] for r in ok]
+    p99 = [max(r["p99_ms"] or r["p50_ms"], r["p50_ms"]) for r in ok]
+    # Rows can differ by 100x (a tiny model, a GPU beside a CPU): a log axis keeps every bar visible.
+    log = max(p99) / min(p50) > 20
+    left = min(p50) / 3 if log else 0.0
+    ax.barh(ys, [v - left for v in p50], left=left, xerr=[[0.0] * len(ok), [b - a for a, b in zip(p50, p99)]],
+            color=[colours[_group_name(r)] for r in ok], capsize=3, edgecolor="black", linewidth=0.5)
+    for y, r, end in zip(ys, ok, p99):
+        ax.text(end, y, "  " + _bar_note(r), va="center", fontsize=8)
+    ax.set_yticks(ys)
+    ax.set_yticklabels([r["label"] for r in ok], fontsize=8)
+    ax.set_xlabel("latency per batch (ms): bar = p50, whisker = p99" + (", log scale" if log else ""))
+    ax.set_ylabel("method [device/provider]")
+    skipped = len(table) - len(ok)
+    ax.set_title(f"INT8 vs FP32 latency: {model}, batch {batch_size}"
+                 + (f" ({skipped} rows did not run; see the table)" if skipped else ""))
+    ax.legend(handles=[Patch(color=colours[g], label=g) for g in groups], title="device / runtime",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    if log:
+        ax.set_xscale("log")
+        ax.set_xlim(left, max(p99) * 8)
+    else:
+        ax.set_xlim(0, max(p99) * 1.35)
+    fig.tight_layout()
+    fig.savefig(target, dpi=120)
+    plt.close(fig)
+    return target
+
+
+def _group_name(r: dict[str, Any]) -> str:
+    if r["path"].startswith("ort-"):
+        provider = (r["provider"] or "default provider").replace("ExecutionProvider", " EP")
+        return f"{r['device']} / ONNX Runtime {provider}"
+    return f"{r['device']} / PyTorch"
+
+
+def _bar_note(r: dict[str, Any]) -> str:
+    if r["role"] == "baseline":
+        return "FP32 baseline"
+    if r["speedup"] is None:
+        return ""
+    return f"{r['speedup']:.2f}x" + (" SLOWER" if r["speedup"] < 1 else "")
+
+
+def write_outputs(model: str, batch_size: int, table: list[dict[str, Any]], out: Path) -> dict[str, Path | None]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TABLE_FILE).write_text(markdown_table(model, batch_size, table))
+    (out / JSON_FILE).write_text(json.dumps({"model": model, "batch_size": batch_size, "rows": table},
+                                            indent=1, allow_nan=False, default=str) + "\n")
+    chart = plot_chart(model, batch_size, table, out / CHART_FILE)
+    return {"table": out / TABLE_FILE, "json": out / JSON_FILE, "chart": chart}
+
+
+# --------------------------------------------------------------------------- command
+
+
+class _BadInput(click.ClickException):
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"qkit: error: {self.format_message()}", err=True)
+
+
+def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise _BadInput(f"--option takes KEY=VALUE, got {item!r}")
+        opts[key] = raw
+    return opts
+
+
+def _check_inputs(model: str, devices: list[str], profile: str, calibration: str | None) -> None:
+    from kit.models.registry import get_model
+    from kit.paths.base import DEVICES
+    from kit.run.profiles import PROFILES
+
+    try:
+        get_model(model)
+    except KeyError as exc:
+        raise _BadInput(str(exc).strip("'\"")) from None
+    bad = [d for d in devices if d not in DEVICES]
+    if bad or not devices:
+        raise _BadInput(f"unknown device(s) {', '.join(bad) or '(none)'}; valid devices: {', '.join(DEVICES)}")
+    if profile not in PROFILES:
+        raise _BadInput(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
+    if calibration and not Path(calibration).is_dir():
+        raise _BadInput(f"--calibration {calibration}: not a directory")
+
+
+@click.command("compare-int8")
+@click.option("--model", required=True, help="Model id (qkit models).")
+@click.option("--devices", default="cpu,cuda", show_default=True, help="Comma-separated devices.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Result directory (default results/compare-int8/<model>).")
+@click.option("--profile", default="full", show_default=True, help="quick | full | study")
+@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--weights", default="random", show_default=True, help="random | hub | a local checkpoint directory")
+@click.option("--calibration", default=None, help="Image folder for static INT8 calibration (else synthetic).")
+@click.option("--option", "options", multiple=True, help="Path option KEY=VALUE (repeatable).")
+@click.option("--executor", default="process", show_default=True, type=click.Choice(["process", "inline"]),
+              help="Where cells run: a child process each (default), or this process.")
+@click.option("--force", is_flag=True, help="Measure again cells already in --out.")
+def compare_int8(model: str, devices: str, out: Path | None, profile: str, batch_size: int, weights: str,
+                 calibration: str | None, options: tuple[str, ...], executor: str, force: bool) -> None:
+    """FP32 and every INT8 method side by side: latency, speedup, size, fidelity, provider."""
+    device_list = [d for d in devices.replace(",", " ").split() if d]
+    _check_inputs(model, device_list, profile, calibration)
+    path_options = _parse_options(options)
+    if calibration:
+        path_options["calibration_dir"] = str(Path(calibration).resolve())
+    out = out or Path("results") / "compare-int8" / model
+    table = run_comparison(model, device_list, out, profile=profile, batch_size=batch_size, weights=weights,
+                           path_options=path_options, executor_name=executor, force=force)
+    files = write_outputs(model, batch_size, table, out)
+    click.echo(markdown_table(model, batch_size, table))
+    click.echo(f"table: {files['table']}\nchart: {files['chart'] or '(no row ran: no chart)'}\njson: {files['json']}")

@@ -1,0 +1,483 @@
+"""ONNX Runtime paths: the checked ONNX export of a model run by ORT, in FP32, FP16 or INT8.
+
+Paths (named by method; the device and the provider are separate):
+
+* ``ort-fp32``: the export as is. cpu and cuda.
+* ``ort-fp16``: GPU providers only. CUDA provider: the graph converted to FP16 by
+  ``onnxruntime.transformers.float16`` (inputs/outputs kept FP32). TensorRT provider: the FP32
+  graph with TensorRT's FP16 flag. ORT's CPU provider has FP16 kernels for few ops, so cpu is
+  refused rather than measured as something else.
+* ``ort-int8-dynamic``: ``quantize_dynamic`` (see `kit.quantize.ort_quant`); cpu only: its
+  DynamicQuantizeMatMul/MatMulIntegerToFloat kernels exist for the CPU provider only.
+* ``ort-int8-static-qdq``: ``quantize_static`` in QDQ format, calibrated; cpu and cuda (CUDA
+  provider, or TensorRT with its INT8 flag reading the QDQ scales).
+
+Provider choice is the path option ``provider`` (``--option provider=tensorrt``), not a path name:
+the method is the same whichever provider runs it. cpu -> CPUExecutionProvider; cuda ->
+CUDAExecutionProvider unless ``provider=tensorrt``. A provider that is not available, or that ORT
+drops when the session is made, is a skipped cell with the reason, never a silent CPU fallback;
+``execution_provider`` in the result is ``session.get_providers()[0]``, and ``nodes_by_provider``
+shows any node ORT still gave to the CPU. (One result directory holds one provider per cell:
+``qkit compare-int8`` writes TensorRT cells to their own directory.)
+
+Other path options (strings from the command line are parsed): ``intra_op_threads``,
+``exporter`` (dynamo | legacy), ``calibration_dir``, ``calibration_samples`` (default 8),
+``calibration_method`` (MinMax | Entropy | Percentile), ``static_per_channel``,
+``static_op_types``, ``static_activation_type``, ``dynamic_per_channel``, ``dynamic_op_types``,
+``dynamic_weight_type``, ``dynamic_reduce_range``, ``trt_fp16`` (INT8 on TensorRT: FP16 for
+the layers left unquantized, default on).
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from kit.paths.base import PathFailed, PathUnavailable, PrecisionPath, PrepareContext, PreparedModel, register_path
+from kit.paths.ort_support import (
+    ort_import_status,
+    provider_status,
+    resolve_provider,
+    session_options,
+    session_record,
+)
+
+SANITY_SEED = 0x5A17  # the all-zero / NaN check's image: apart from every other seed
+CUDA_TIMING = ("session.run_with_iobinding with input and output bound on the GPU (no host copies); "
+               "ORT synchronises its stream at the end of each run")
+CPU_TIMING = "session.run on a float32 numpy input (ORT reads it in place)"
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _int(value: Any) -> int:
+    return int(str(value).strip())
+
+
+def _ops(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(x for x in str(value).replace(",", " ").split() if x)
+
+
+def option(ctx: PrepareContext, name: str, parse: Any = str, default: Any = None) -> Any:
+    """A path option parsed, or ``default``; a bad value is a skipped cell naming the option."""
+    if name not in ctx.options or ctx.options[name] in (None, ""):
+        return default
+    try:
+        return parse(ctx.options[name])
+    except (TypeError, ValueError) as exc:
+        raise PathUnavailable(f"path option {name}={ctx.options[name]!r} is invalid: {exc}") from None
+
+
+# --------------------------------------------------------------------------- provider options
+
+
+def provider_list(provider: str, path_kind: str, ctx: PrepareContext) -> list[Any]:
+    """The ``providers`` argument for the session: (name, options) pairs, most preferred first."""
+    if provider == "CPUExecutionProvider":
+        return [("CPUExecutionProvider", {})]
+    # FP32 means FP32: ORT's CUDA provider would use TF32 tensor cores for FP32 MatMul/Conv.
+    cuda = {"device_id": 0, "use_tf32": 0}
+    if provider == "CUDAExecutionProvider":
+        return [("CUDAExecutionProvider", cuda)]
+    int8 = path_kind == "int8-static-qdq"
+    engines = Path(ctx.cache_dir) / "tensorrt-engines"
+    engines.mkdir(parents=True, exist_ok=True)
+    trt: dict[str, Any] = {
+        "device_id": 0,
+        # FP16 path: FP16 kernels; INT8 path: FP16 for the layers left unquantized (option trt_fp16).
+        "trt_fp16_enable": path_kind == "fp16" or (int8 and option(ctx, "trt_fp16", _bool, True)),
+        # Explicit quantization: TensorRT reads the scales from the QDQ nodes (no calibration table).
+        "trt_int8_enable": int8,
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engines),
+    }
+    # Nodes TensorRT does not take run on the CUDA provider (recorded in nodes_by_provider).
+    return [("TensorrtExecutionProvider", trt), ("CUDAExecutionProvider", cuda)]
+
+
+def _requested_options(providers: list[Any]) -> dict[str, Any]:
+    return {name: dict(opts) for name, opts in providers}
+
+
+# --------------------------------------------------------------------------- the base path
+
+
+class OrtPath(PrecisionPath):
+    """Shared by the ORT paths: provider checks, export, session, prepared model."""
+
+    family: ClassVar[str] = "onnxruntime"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    kind: ClassVar[str]
+    device_note: ClassVar[str] = ""
+
+    def available(self, device: str) -> tuple[bool, str]:
+        ok, why = self.supports_device(device)
+        if not ok:
+            return False, why + (f" ({self.device_note})" if self.device_note else "")
+        ok, why = ort_import_status()
+        if not ok:
+            return ok, why
+        if device == "cuda":
+            ok, why = provider_status("CUDAExecutionProvider")
+            if not ok:
+                return ok, why
+            return _torch_cuda_timing_status()
+        return True, ""
+
+    def prepare(self, ctx: PrepareContext) -> PreparedModel:
+        provider = self._provider(ctx)
+        export = self._export(ctx)
+        model_path, method, made_here = self.make_model(ctx, export, provider)
+        providers = provider_list(provider, self.kind, ctx)
+        options = session_options(option(ctx, "intra_op_threads", _int))
+        session = self._session(model_path, options, providers, provider)
+        info = session_record(session, options, _requested_options(providers))
+        input_name = session.get_inputs()[0].name
+        sanity = _sanity_check(session, input_name, ctx, self.name)
+        fp32_bytes = _file_bytes(export.onnx_path)
+        size = _file_bytes(model_path)
+        details = {
+            "method": self.method_text(provider),
+            "dtype": self.dtype_text(),
+            "framework": "onnxruntime",
+            **info,
+            "provider_requested": provider,
+            "export": _export_summary(export),
+            "quantization": method.get("quantization"),
+            "model_transform": method.get("transform"),
+            "model_file": str(model_path),
+            "model_file_bytes": size,
+            "fp32_file_bytes": fp32_bytes,
+            "size_ratio_vs_fp32_file": size / fp32_bytes if fp32_bytes else None,
+            "made_in_this_cell": {"export": not export.record.get("cache_hit"), "model": made_here},
+            "timing": CPU_TIMING if provider == "CPUExecutionProvider" else CUDA_TIMING,
+            "sanity": sanity,
+        }
+        return _prepared(session, input_name, provider, model_path, details)
+
+    # ----------------------------------------------------------------- steps
+
+    def _provider(self, ctx: PrepareContext) -> str:
+        try:
+            provider = resolve_provider(ctx.device, option(ctx, "provider"))
+        except ValueError as exc:
+            raise PathUnavailable(str(exc)) from None
+        ok, why = provider_status(provider)
+        if not ok:
+            raise PathUnavailable(why)
+        return provider
+
+    def _export(self, ctx: PrepareContext) -> Any:
+        from kit.export.onnx_export import ExportCheckFailed, OnnxModelError, get_or_export
+
+        try:
+            return get_or_export(ctx.spec, ctx.build_float_model, ctx.cache_dir, ctx.weights_fingerprint,
+                                 exporter=option(ctx, "exporter"))
+        except (ExportCheckFailed, OnnxModelError) as exc:
+            raise PathFailed(str(exc)) from None
+        except ValueError as exc:  # an exporter asked for that this torch lacks
+            raise PathUnavailable(str(exc)) from None
+        finally:
+            gc.collect()  # the float model built for the export is not needed any more
+
+    def _session(self, model_path: Path, options: Any, providers: list[Any], provider: str) -> Any:
+        from kit.export.onnx_export import OnnxModelError, open_session
+
+        try:
+            session = open_session(model_path, options, providers)
+        except OnnxModelError as exc:
+            raise PathFailed(str(exc)) from None
+        kept = session.get_providers()
+        if kept[0] != provider:
+            raise PathUnavailable(f"ONNX Runtime dropped {provider} for {model_path.name} (providers kept: "
+                                  f"{kept}); not measured as a CPU fallback")
+        return session
+
+    # ----------------------------------------------------------------- per path
+
+    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+        """The model file the session loads, what was done to make it, and whether it was made now."""
+        return export.onnx_path, {"transform": None, "quantization": None}, False
+
+    def method_text(self, provider: str) -> str:
+        return "the checked FP32 ONNX export run by ONNX Runtime"
+
+    def dtype_text(self) -> str:
+        return "float32"
+
+
+def _torch_cuda_timing_status() -> tuple[bool, str]:
+    """The latency tracker times CUDA cells with torch CUDA events, so torch must see the GPU."""
+    from kit.paths.torch_paths import cuda_available
+
+    ok, why = cuda_available()
+    return (True, "") if ok else (False, f"{why} (CUDA cells are timed with torch CUDA events)")
+
+
+def _sanity_check(session: Any, input_name: str, ctx: PrepareContext, path: str) -> dict[str, Any]:
+    """PathFailed when the model's output is all zeros or not finite (a broken quantization)."""
+    from kit.models.build import example_inputs
+
+    x = example_inputs(ctx.spec, 1, seed=SANITY_SEED)
+    out = np.asarray(session.run(None, {input_name: x})[0], dtype=np.float64)
+    finite = bool(np.isfinite(out).all())
+    all_zero = bool(finite and not np.any(out))
+    if not finite or all_zero:
+        what = "non-finite values" if not finite else "all zeros"
+        raise PathFailed(f"{path} output on a seeded image is {what}: the model is broken, not measured")
+    return {"image_seed": SANITY_SEED, "finite": finite, "all_zero": all_zero, "output_std": float(out.std())}
+
+
+def _file_bytes(path: Path) -> int:
+    from kit.export.onnx_export import onnx_file_bytes
+
+    return onnx_file_bytes(path)
+
+
+def _export_summary(export: Any) -> dict[str, Any]:
+    keep = ("exporter", "exporter_kind", "exporter_version", "opset", "fallback_from",
+            "attn_implementation_built", "attn_implementation_exported", "external_data",
+            "external_data_file", "check", "cache_hit", "cache_entry", "cache_note", "export_seconds",
+            "optimum_exporter", "weights_fingerprint")
+    return {k: export.record.get(k) for k in keep}
+
+
+def _prepared(session: Any, input_name: str, provider: str, model_path: Path, details: dict[str, Any]) -> PreparedModel:
+    from kit.export.onnx_export import initializer_bytes_by_dtype, onnx_file_bytes
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        out = session.run(None, {input_name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def make_timed_call(pixels: np.ndarray) -> Any:
+        x = np.ascontiguousarray(pixels, dtype=np.float32)
+        if provider == "CPUExecutionProvider":
+            feed = {input_name: x}
+            return lambda: session.run(None, feed)
+        return _gpu_call(session, input_name, x)
+
+    by_dtype = initializer_bytes_by_dtype(model_path)
+    state = {"session": session}
+
+    def close() -> None:
+        state.clear()  # drops the last reference to the session (and its arena)
+        gc.collect()
+
+    return PreparedModel(
+        run=run,
+        make_timed_call=make_timed_call,
+        details=details,
+        serialized_bytes=onnx_file_bytes(model_path),
+        serialized_method="ONNX file(s) the session loads: graph + external data, bytes on disk",
+        weight_bytes=sum(by_dtype.values()),
+        weight_bytes_by_dtype=by_dtype,
+        close=close,
+    )
+
+
+def _gpu_call(session: Any, input_name: str, x: np.ndarray) -> Any:
+    import onnxruntime as ort
+
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(input_name, ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0))
+    for out in session.get_outputs():
+        binding.bind_output(out.name, "cuda", 0)
+
+    def call() -> None:
+        session.run_with_iobinding(binding)
+
+    return call
+
+
+# --------------------------------------------------------------------------- paths
+
+
+@register_path
+class OrtFP32(OrtPath):
+    name = "ort-fp32"
+    kind = "fp32"
+    description = "ONNX Runtime FP32 on the checked ONNX export (CPU, CUDA or TensorRT provider)"
+
+    def method_text(self, provider: str) -> str:
+        if provider == "TensorrtExecutionProvider":
+            return ("the checked FP32 ONNX export run by ONNX Runtime's TensorRT provider (no FP16/INT8 "
+                    "flags; TensorRT may still use TF32 on Ampere and newer)")
+        return "the checked FP32 ONNX export run by ONNX Runtime (CUDA provider: use_tf32=0)"
+
+
+@register_path
+class OrtFP16(OrtPath):
+    name = "ort-fp16"
+    kind = "fp16"
+    devices = ("cuda",)
+    device_note = "ORT's CPU provider has FP16 kernels for few ops; FP16 is measured on GPU providers only"
+    description = "ONNX Runtime FP16: float16-converted graph (CUDA) or TensorRT's FP16 flag"
+
+    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+        if provider == "TensorrtExecutionProvider":
+            return export.onnx_path, {"transform": "none: TensorRT builds FP16 kernels (trt_fp16_enable)",
+                                      "quantization": None}, False
+        from kit.export.onnx_export import cached_model
+
+        entry = export.directory / "derived" / "fp16-keepio"
+
+        def make(target: Path) -> dict[str, Any]:
+            return convert_fp16(export.onnx_path, target, export.external_data)
+
+        path, record = cached_model(entry, make)
+        return path, {"transform": record, "quantization": None}, not record["cache_hit"]
+
+    def method_text(self, provider: str) -> str:
+        if provider == "TensorrtExecutionProvider":
+            return "FP32 ONNX export, TensorRT provider with trt_fp16_enable"
+        return "ONNX graph converted to float16 (onnxruntime.transformers.float16, keep_io_types), CUDA provider"
+
+    def dtype_text(self) -> str:
+        return "float16 (float32 inputs/outputs)"
+
+
+def convert_fp16(src: Path, dst: Path, external: bool) -> dict[str, Any]:
+    """FP16 copy of ``src`` with FP32 inputs/outputs (a Cast at each end)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src), load_external_data=True)
+    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
+    del model
+    onnx.save_model(converted, str(dst), save_as_external_data=False)
+    return {"converter": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
+
+
+@register_path
+class OrtInt8Dynamic(OrtPath):
+    name = "ort-int8-dynamic"
+    kind = "int8-dynamic"
+    devices = ("cpu",)
+    device_note = ("ORT's dynamic-quantization kernels (DynamicQuantizeMatMul, MatMulIntegerToFloat) exist "
+                   "for the CPU provider only; on a GPU provider they would run on the CPU")
+    description = "ONNX Runtime dynamic INT8 (quantize_dynamic: int8 weights, activations quantized per run)"
+
+    def settings(self, ctx: PrepareContext) -> Any:
+        from kit.quantize.ort_quant import DynamicSettings
+
+        overrides = {
+            "per_channel": option(ctx, "dynamic_per_channel", _bool),
+            "reduce_range": option(ctx, "dynamic_reduce_range", _bool),
+            "weight_type": option(ctx, "dynamic_weight_type"),
+            "op_types": option(ctx, "dynamic_op_types", _ops),
+        }
+        try:
+            return DynamicSettings(**{k: v for k, v in overrides.items() if v is not None})
+        except ValueError as exc:
+            raise PathUnavailable(f"bad dynamic quantization option: {exc}") from None
+
+    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+        from kit.export.onnx_export import cached_model
+        from kit.quantize.ort_quant import quantize_dynamic_file, settings_digest
+
+        settings = self.settings(ctx)
+        entry = export.directory / "derived" / f"int8-dynamic-{settings_digest(settings.record())}"
+
+        def make(target: Path) -> dict[str, Any]:
+            return quantize_dynamic_file(export.onnx_path, target, settings, export.external_data)
+
+        path, record = _quantize(entry, make, cached_model)
+        return path, {"transform": None, "quantization": record}, not record["cache_hit"]
+
+    def method_text(self, provider: str) -> str:
+        return "onnxruntime.quantization.quantize_dynamic of the checked FP32 export (settings in quantization)"
+
+    def dtype_text(self) -> str:
+        return "int8 weights / uint8 activations quantized per run, float32 elsewhere"
+
+
+@register_path
+class OrtInt8StaticQDQ(OrtPath):
+    name = "ort-int8-static-qdq"
+    kind = "int8-static-qdq"
+    description = "ONNX Runtime static INT8 in QDQ format (quantize_static, calibrated activation ranges)"
+
+    def settings(self, ctx: PrepareContext, provider: str) -> Any:
+        from kit.quantize.ort_quant import DEFAULT_CALIBRATION_SAMPLES, static_settings_for
+
+        overrides = {
+            "per_channel": option(ctx, "static_per_channel", _bool),
+            "activation_type": option(ctx, "static_activation_type"),
+            "op_types": option(ctx, "static_op_types", _ops),
+            "calibrate_method": option(ctx, "calibration_method"),
+            "samples": option(ctx, "calibration_samples", _int, DEFAULT_CALIBRATION_SAMPLES),
+        }
+        if overrides["activation_type"] == "QUInt8":
+            overrides["activation_symmetric"] = False
+        try:
+            return static_settings_for(provider, overrides)
+        except (TypeError, ValueError) as exc:
+            raise PathUnavailable(f"bad static quantization option: {exc}") from None
+
+    def calibration(self, ctx: PrepareContext, samples: int) -> Any:
+        from kit.quantize.ort_quant import CalibrationError, folder_calibration, synthetic_calibration
+
+        directory = option(ctx, "calibration_dir")
+        if not directory:
+            return synthetic_calibration(ctx.spec, samples)
+        try:
+            return folder_calibration(ctx.spec, directory, samples)
+        except CalibrationError as exc:
+            raise PathUnavailable(str(exc)) from None
+
+    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+        from kit.export.onnx_export import INPUT_NAME, cached_model
+        from kit.quantize.ort_quant import quantize_static_file, settings_digest
+
+        settings = self.settings(ctx, provider)
+        calibration = self.calibration(ctx, settings.samples)
+        digest = settings_digest(settings.record(), calibration.record)
+        entry = export.directory / "derived" / f"int8-static-qdq-{digest}"
+
+        def make(target: Path) -> dict[str, Any]:
+            return quantize_static_file(export.onnx_path, target, settings, calibration, INPUT_NAME,
+                                        export.external_data)
+
+        path, record = _quantize(entry, make, cached_model)
+        return path, {"transform": None, "quantization": record}, not record["cache_hit"]
+
+    def method_text(self, provider: str) -> str:
+        text = "onnxruntime.quantization.quantize_static (QDQ) of the checked FP32 export (settings in quantization)"
+        if provider == "TensorrtExecutionProvider":
+            text += "; TensorRT builds INT8 kernels from the QDQ scales (trt_int8_enable)"
+        elif provider == "CUDAExecutionProvider":
+            text += "; the CUDA provider runs QuantizeLinear/DequantizeLinear around FP32 kernels (no INT8 GEMM)"
+        return text
+
+    def dtype_text(self) -> str:
+        return "int8 weights and activations at the quantized ops (QDQ), float32 elsewhere"
+
+
+def _quantize(entry: Path, make: Any, cached_model: Any) -> tuple[Path, dict[str, Any]]:
+    """Run a quantizer through the cache; its exceptions become a failed cell with one line."""
+    try:
+        return cached_model(entry, make)
+    except MemoryError:
+        raise
+    except (PathFailed, PathUnavailable):
+        raise
+    except Exception as exc:  # ORT's quantizer raises ValueError, RuntimeError, onnx errors ...
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PathFailed(f"quantization failed: {type(exc).__name__}: {first[:300]}") from None

@@ -1,0 +1,1 @@
+"""Post-training quantizers that produce new model files (ONNX Runtime's dynamic and static QDQ)."""

@@ -1,0 +1,286 @@
+"""ONNX export, the ORT paths and their quantizers, on tiny models of every family and one
+full-size model.
+
+Fidelity thresholds (cosine of the primary output against PyTorch FP32 on 4 seeded images):
+
+* export and ``ort-fp32``: >= 0.9999, the export check's own threshold (FP32 kernels differ only
+  in summation order: observed >= 0.99999999 on every tiny model).
+* INT8 on the *tiny* models: >= 0.95. Their matmuls have inner dimensions of 32-64, so per-tensor
+  activation rounding error averages over ~4x fewer terms than at full size; observed 0.999+
+  for the transformer families and 0.971 for tiny MobileViT's static QDQ (its 64-feature pooled
+  classifier input). A broken quantization (wrong scale, zero point, zeroed output) lands far
+  below 0.9, which is what these tests are for.
+* INT8 on the full-size model (DeiT-Tiny, 224 px): >= 0.995 for both methods, the study's target
+  for static QDQ, and the INT8 file <= 0.32x the FP32 file. DeiT-Tiny's matrices are small, so
+  what stays FP32 weighs: 5.5 MB of int8 weights, 0.8 MB of FP32 (patch conv 0.6 MB, position
+  embeddings, norms, biases) and ~0.9 MB of graph (QDQ adds nodes) against a 23.6 MB FP32 file:
+  observed 0.295 dynamic, 0.308 static. ViT-B/16's larger matrices bring it to ~0.26.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from kit.export.onnx_export import (  # noqa: E402
+    EXPORT_CHECK_COSINE,
+    MODEL_FILE,
+    OnnxModelError,
+    cached_model,
+    get_or_export,
+    open_session,
+    validate_onnx_file,
+)
+from kit.measure.fidelity import compare_outputs  # noqa: E402
+from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint  # noqa: E402
+from kit.models.tiny import TINY_FAMILIES, tiny_spec  # noqa: E402
+from kit.paths.base import PathFailed, PathUnavailable, PrepareContext, get_path  # noqa: E402
+from kit.paths.ort_support import probe_provider, resolve_provider, session_options  # noqa: E402
+
+FP32_COSINE = EXPORT_CHECK_COSINE
+TINY_INT8_COSINE = 0.95
+FULL_INT8_COSINE = 0.995
+FULL_INT8_SIZE_RATIO = 0.32
+ORT_PATHS = ("ort-fp32", "ort-int8-dynamic", "ort-int8-static-qdq")
+CUDA_EP_HERE = "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+def _ctx(spec: Any, cache: Path, work: Path, device: str = "cpu", **options: Any) -> PrepareContext:
+    return PrepareContext(
+        spec=spec,
+        device=device,
+        batch_size=1,
+        build_float_model=lambda: build_model(spec, "random", 0)[0],
+        work_dir=str(work),
+        cache_dir=str(cache),
+        weights_fingerprint=weights_fingerprint(spec, "random", 0),
+        options=options,
+    )
+
+
+def _torch_output(spec: Any, pixels: np.ndarray) -> np.ndarray:
+    import torch
+
+    model, _ = build_model(spec, "random", 0)
+    return output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
+
+
+# --------------------------------------------------------------------------- every family
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_each_family_exports_and_every_ort_path_agrees_with_pytorch(
+    family: str, cache_dir: Path, tmp_path: Path
+) -> None:
+    spec = tiny_spec(family)
+    pixels = example_inputs(spec, 4, seed=1235)
+    reference = _torch_output(spec, pixels)
+    for name in ORT_PATHS:
+        prepared = get_path(name).prepare(_ctx(spec, cache_dir, tmp_path))
+        try:
+            fidelity = compare_outputs(reference, prepared.run(pixels), classifier=spec.head == "classifier")
+            timed = prepared.make_timed_call(example_inputs(spec, 1, seed=1234))
+            timed()
+        finally:
+            prepared.close()
+        details = prepared.details
+        floor = FP32_COSINE if name == "ort-fp32" else TINY_INT8_COSINE
+        assert fidelity["finite"], name
+        assert fidelity["cosine"] >= floor, (name, fidelity)
+        # What ran is recorded: the provider ORT kept, the session, the exporter and its check.
+        assert details["execution_provider"] == "CPUExecutionProvider"
+        assert details["session_providers"] == ["CPUExecutionProvider"]
+        assert details["session_options"]["intra_op_num_threads"] >= 1
+        assert details["session_options"]["graph_optimization_level"] == "ORT_ENABLE_ALL"
+        export = details["export"]
+        assert export["exporter"].startswith("torch.onnx.export") and export["opset"] >= 17
+        assert export["check"]["cosine"] >= EXPORT_CHECK_COSINE and export["check"]["max_abs_error"] >= 0
+        assert export["attn_implementation_exported"] in ("eager", None)
+        assert prepared.serialized_bytes and prepared.serialized_bytes > 0
+        if name != "ort-fp32":
+            quant = details["quantization"]
+            assert quant["weight_type"] == "QInt8" and "per_channel" in quant and "reduce_range" in quant
+            assert quant["op_types_quantized"] == ["MatMul", "Gemm"]
+            assert details["model_file_bytes"] < details["fp32_file_bytes"]
+        if name == "ort-int8-static-qdq":
+            calibration = details["quantization"]["calibration"]
+            assert calibration["source"] == "synthetic" and calibration["samples"] == 8
+            assert details["quantization"]["calibration_method"] == "MinMax"
+
+
+def test_export_cache_is_hit_the_second_time(cache_dir: Path) -> None:
+    spec = tiny_spec("vit")
+    fingerprint = weights_fingerprint(spec, "random", 0)
+    first = get_or_export(spec, lambda: build_model(spec, "random", 0)[0], cache_dir, fingerprint)
+
+    def must_not_build() -> Any:
+        raise AssertionError("a cache hit must not build the model again")
+
+    second = get_or_export(spec, must_not_build, cache_dir, fingerprint)
+    assert second.record["cache_hit"] is True
+    assert second.onnx_path == first.onnx_path
+    assert second.record["check"] == first.record["check"]
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+def _tiny_onnx(target: Path) -> dict[str, Any]:
+    from kit.paths.ort_support import _probe_model_bytes
+
+    target.write_bytes(_probe_model_bytes())
+    return {"made": "probe graph"}
+
+
+def test_a_truncated_cache_entry_is_made_again_and_says_why(tmp_path: Path) -> None:
+    entry = tmp_path / "entry"
+    path, record = cached_model(entry, _tiny_onnx)
+    assert record["cache_hit"] is False
+    assert cached_model(entry, _tiny_onnx)[1]["cache_hit"] is True
+    path.write_bytes(path.read_bytes()[:10])  # truncated copy
+    path2, record2 = cached_model(entry, _tiny_onnx)
+    assert record2["cache_hit"] is False
+    assert "truncated" in record2["cache_note"] and str(path) in record2["cache_note"]
+    validate_onnx_file(path2)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_a_corrupt_or_truncated_onnx_file_gives_one_line_naming_it(damage: str, tmp_path: Path) -> None:
+    good = tmp_path / "good.onnx"
+    _tiny_onnx(good)
+    bad = tmp_path / f"{damage}.onnx"
+    data = good.read_bytes()
+    bad.write_bytes({"garbage": b"\x08\xff\xff\xff not protobuf \n at all", "truncated": data[: len(data) // 2],
+                     "empty": b""}[damage])
+    calls = (lambda: validate_onnx_file(bad), lambda: open_session(bad, session_options(1), ["CPUExecutionProvider"]))
+    for call in calls:
+        with pytest.raises(OnnxModelError) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and str(bad) in message
+
+
+def test_a_corrupt_cached_model_fails_the_cell_with_one_line(cache_dir: Path, tmp_path: Path) -> None:
+    spec = tiny_spec("vit")
+    private = tmp_path / "cache"
+    shutil.copytree(cache_dir, private)
+    prepared = get_path("ort-int8-dynamic").prepare(_ctx(spec, private, tmp_path))
+    model_file = Path(prepared.details["model_file"])
+    prepared.close()
+    size = model_file.stat().st_size
+    model_file.write_bytes(b"\x00" * size)  # same size: only loading it can tell
+    with pytest.raises(PathFailed) as info:
+        get_path("ort-int8-dynamic").prepare(_ctx(spec, private, tmp_path))
+    assert "\n" not in str(info.value) and str(model_file) in str(info.value)
+
+
+# --------------------------------------------------------------------------- providers
+
+
+def test_the_cpu_provider_is_kept_by_a_real_session() -> None:
+    assert probe_provider("CPUExecutionProvider") == (True, "")
+
+
+def test_provider_option_is_checked_against_the_device() -> None:
+    assert resolve_provider("cpu", None) == "CPUExecutionProvider"
+    assert resolve_provider("cuda", None) == "CUDAExecutionProvider"
+    assert resolve_provider("cuda", "tensorrt") == "TensorrtExecutionProvider"
+    with pytest.raises(ValueError, match="does not run on device cpu"):
+        resolve_provider("cpu", "tensorrt")
+    with pytest.raises(ValueError, match="unknown ONNX Runtime provider"):
+        resolve_provider("cuda", "rocm-ish")
+
+
+def test_tensorrt_asked_on_cpu_is_a_skipped_cell(tmp_path: Path) -> None:
+    with pytest.raises(PathUnavailable, match="does not run on device cpu"):
+        get_path("ort-fp32").prepare(_ctx(tiny_spec("vit"), tmp_path, tmp_path, provider="tensorrt"))
+
+
+@pytest.mark.skipif(CUDA_EP_HERE, reason="this onnxruntime has the CUDA provider")
+@pytest.mark.parametrize("name", ["ort-fp32", "ort-fp16", "ort-int8-static-qdq"])
+def test_cuda_provider_on_a_cpu_only_machine_is_skipped_with_the_reason(name: str, tmp_path: Path) -> None:
+    from kit.results.store import Cell
+    from kit.run.cell import RunOptions, measure_cell
+
+    path = get_path(name)
+    ok, why = path.available("cuda")
+    assert not ok and "CUDAExecutionProvider" in why
+    with pytest.raises(PathUnavailable, match="CUDAExecutionProvider"):
+        path.prepare(_ctx(tiny_spec("vit"), tmp_path, tmp_path, device="cuda"))
+    doc = measure_cell(Cell("tiny-vit", name, "cuda", 1), RunOptions(out_dir=str(tmp_path), profile="quick"))
+    assert doc["status"] == "skipped" and "CUDAExecutionProvider" in doc["reason"]
+
+
+def test_paths_that_have_no_kernels_on_a_device_say_so() -> None:
+    ok, why = get_path("ort-fp16").available("cpu")
+    assert not ok and "FP16" in why
+    ok, why = get_path("ort-int8-dynamic").available("cuda")
+    assert not ok and "CPU provider only" in why
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_static_qdq_calibrates_on_an_image_folder_and_records_it(cache_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    spec = tiny_spec("vit")
+    prepared = get_path("ort-int8-static-qdq").prepare(
+        _ctx(spec, cache_dir, tmp_path, calibration_dir=str(images), calibration_samples="2")
+    )
+    prepared.close()
+    calibration = prepared.details["quantization"]["calibration"]
+    assert calibration["source"] == "image folder" and calibration["samples"] == 2
+    assert calibration["directory"] == str(images.resolve())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PathUnavailable, match="holds no images"):
+        get_path("ort-int8-static-qdq").prepare(_ctx(spec, cache_dir, tmp_path, calibration_dir=str(empty)))
+
+
+# --------------------------------------------------------------------------- full size
+
+
+def test_a_full_size_model_through_the_runner(tmp_path: Path) -> None:
+    """DeiT-Tiny (5.7M parameters, 224 px): export, both INT8 methods, measured as cells."""
+    from kit.results.store import load_results
+    from kit.run.cell import RunOptions
+    from kit.run.executors import InlineExecutor
+    from kit.run.reproduce import plan_matrix, reproduce
+
+    model = "deit-tiny-ultra-efficient"
+    cells = plan_matrix([model], list(ORT_PATHS), ["cpu"], [1])
+    summary = reproduce(cells, RunOptions(out_dir=str(tmp_path), profile="quick"), InlineExecutor())
+    docs = {d["cell"]["path"]: d for d in load_results(tmp_path).docs}
+    assert summary.ok == 3, {k: d["reason"] for k, d in docs.items()}
+    fp32 = docs["ort-fp32"]
+    assert fp32["fidelity"]["cosine"] >= FP32_COSINE
+    assert fp32["path_info"]["export"]["external_data"] is False
+    for name in ("ort-int8-dynamic", "ort-int8-static-qdq"):
+        doc = docs[name]
+        assert doc["fidelity"]["cosine"] >= FULL_INT8_COSINE, (name, doc["fidelity"])
+        assert doc["fidelity"]["finite"]
+        ratio = doc["size"]["bytes"] / fp32["size"]["bytes"]
+        assert ratio <= FULL_INT8_SIZE_RATIO, (name, ratio)
+        assert doc["path_info"]["execution_provider"] == "CPUExecutionProvider"
+        assert doc["path_info"]["made_in_this_cell"]["export"] is False  # ort-fp32 exported it
+    assert os.path.isdir(tmp_path / "_cache" / "onnx" / model)
+    assert (Path(fp32["path_info"]["model_file"]).name) == MODEL_FILE
