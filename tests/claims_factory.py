@@ -67,11 +67,11 @@ def ok_result(model: str, path: str, *, device: str = "cuda", batch: int = 1, la
 
 
 def not_ok_result(model: str, path: str, status: str, reason: str, *, device: str = "cuda", batch: int = 1,
-                  gpu: str | None = RTX) -> dict[str, Any]:
+                  gpu: str | None = RTX, cpu: str = CPU) -> dict[str, Any]:
     return {
         "schema_version": "1", "kind": "qkit-result",
         "cell": {"model": model, "path": path, "device": device, "batch_size": batch},
-        "status": status, "reason": reason, "environment": environment(gpu),
+        "status": status, "reason": reason, "environment": environment(gpu, cpu),
         "started_utc": "2025-01-01T00:00:00Z", "finished_utc": "2025-01-01T00:00:01Z",
     }
 

@@ -100,6 +100,8 @@ def _verdict_row(v: Any) -> str:
     from kit.claims.validate import fmt
 
     reason = v.reason if v.verdict in ("fail", "inconclusive", "not-comparable") else v.reason[:220]
+    if getattr(v, "summary", None):  # judged on several machines: where it holds first, then one machine's numbers
+        reason = f"[{v.summary}] {reason}"
     measured = fmt(v.measured) if v.measured is not None else "-"
     return f"  {v.verdict:<15} {v.claim_id:<62} claimed {fmt(v.claimed):>12}  measured {measured:>12}  {reason}"
 
@@ -114,6 +116,12 @@ def _print_table(verdicts: list[Any], only: tuple[str, ...]) -> None:
         for v in group:
             if not only or v.verdict in only:
                 click.echo(_verdict_row(v))
+
+
+def _machines_line(machines: list[dict[str, Any]]) -> str:
+    listed = ", ".join(f"{m['machine']} {m['ok']}/{m['documents']}" for m in machines)
+    return (f"machines: {len(machines)} (ok/all documents: {listed}); claims measured on several are judged on each, "
+            "overall: fail if any fails, pass if all that could judge it pass")
 
 
 def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
@@ -141,7 +149,7 @@ def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
               help="Print only claims with these verdicts (the JSON file always has all).")
 def validate(results: Path | None, expected: Path | None, json_path: Path | None, only: tuple[str, ...]) -> None:
     """Check every published claim against the results: one verdict per claim; exit 1 if any failed."""
-    from kit.claims.validate import screen_results, summarize, verdict_document
+    from kit.claims.validate import machine_list, screen_results, summarize, verdict_document
     from kit.claims.validate import validate as run_validation
 
     claim_set = _claims_or_exit(expected)
@@ -155,12 +163,16 @@ def validate(results: Path | None, expected: Path | None, json_path: Path | None
     summary = summarize(verdicts, rejected=len(rejected))
     click.echo(f"claims: {claim_set.directory}  results: {results_dir} ({len(screened.results)} result, "
                f"{len(screened.accuracy)} accuracy documents)")
+    machines = machine_list(screened.results)
+    if len(machines) > 1:
+        click.echo(_machines_line(machines))
     _print_table(verdicts, only)
     click.echo(summary.line())
     if json_path is not None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         doc = verdict_document(verdicts, summary, expected_dir=str(claim_set.directory), results_dir=str(results_dir),
-                               rejected=rejected, generated_utc=stamp, documents=len(docs) + len(unreadable))
+                               rejected=rejected, generated_utc=stamp, documents=len(docs) + len(unreadable),
+                               machines=machines)
         _write_verdicts(json_path, doc)
         click.echo(f"verdicts: {json_path}")
     click.get_current_context().exit(summary.exit_code)

@@ -17,6 +17,24 @@ mean (mean ± 1.96·std/√n). Relative claims are recomputed on one machine aga
 on the same device: speedup = fp32 latency / path latency; memory reduction = 1 - path peak /
 fp32 peak. Aggregates use the rows and statistic each claim's ``subject.how`` states, all cells
 from one machine.
+
+Several machines. Results merged from several machines (``qkit merge``: one sub-directory per
+machine) are kept apart by ``Machine`` (device + GPU name, or CPU model). A claim measured on more
+than one machine of its device is judged on each of them by the same rules (a hardware-bound
+claim only where the GPU/CPU model is the claimed one; ``not-comparable`` on the others), and a
+machine that measured cells on that device but not this claim's is ``not-measured`` there, with
+its reason. The verdict then carries ``per_machine`` (one entry per machine) and a one-line
+``summary`` ("holds on 2 of 3 GPUs (fails on T4)"), and its overall verdict is:
+
+* ``fail`` if it fails on any machine that could judge it (pass/fail/inconclusive there);
+* ``pass`` if it passes on every machine that could judge it;
+* ``inconclusive`` otherwise (some inconclusive, none failed);
+* only when no machine could judge it: the verdict today's single-machine choice gives
+  (``not-comparable`` or ``not-measured``).
+
+The other fields (measured, deviation, reason, hardware, ...) are those of one machine with the
+overall verdict: the claimed hardware first, then the machine that measured most. With a single
+machine nothing of this applies and the verdict is the single-machine one, field for field.
 """
 
 from __future__ import annotations
@@ -97,9 +115,15 @@ class Verdict:
     convention: str | None = None
     hardware: dict[str, str | None] | None = None
     cells: list[str] = field(default_factory=list)
+    # Only when several machines could speak to the claim (see the module doc); else absent from the JSON.
+    summary: str | None = None
+    per_machine: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.per_machine:
+            del out["summary"], out["per_machine"]
+        return out
 
 
 @dataclass
@@ -225,6 +249,7 @@ class ResultIndex:
             self.accuracy[(doc["model"], doc["path"])].append(doc)
         # The machine that measured the most cells is the run's main machine: preferred on ties.
         self.rank = Counter(machine_of(d) for d in results if d.get("status") == "ok")
+        self.machines = Counter(machine_of(d) for d in results)
         self.environments = [d.get("environment") for d in results if isinstance(d.get("environment"), dict)]
 
     def docs(self, model: str, path: str, device: str | None, batch: int | None) -> list[dict[str, Any]]:
@@ -264,6 +289,41 @@ class ResultIndex:
     def pick(self, machines: Iterable[Machine], claimed: str | None) -> Machine:
         """Prefer the claimed hardware, then the run's main machine, then the name."""
         return min(machines, key=lambda m: (not same_hardware_name(claimed, m.name), -self.rank[m], m.name))
+
+    def measuring(self, device: str) -> list[Machine]:
+        """The machines that measured at least one cell on ``device`` (a box that only skipped them does not count)."""
+        return sorted(m for m, n in self.rank.items() if n and m.device == device)
+
+    def absent_reason(self, machine: Machine, cells: Iterable[tuple[str, str]], device: str,
+                      batch: int | None) -> str:
+        """Why ``machine`` gives no measurement for a claim that needs ``cells`` (model, path)."""
+        cells = list(dict.fromkeys(cells))
+        problems = []
+        for model, path in cells:
+            docs = [d for d in self.docs(model, path, device, batch) if machine_of(d) == machine]
+            if any(d.get("status") == "ok" for d in docs):
+                continue
+            what = f"{model} {path}"
+            if docs:
+                d = max(docs, key=lambda d: str(d.get("finished_utc")))
+                problems.append(f"{what}: {d.get('status')}: {one_line(str(d.get('reason')), 120)}")
+            else:
+                problems.append(f"{what}: no result")
+        if not problems:
+            return f"not measured on {machine.label()}: its results for these cells lack a usable value"
+        head = (f"not measured on {machine.label()}" if len(cells) == 1 else
+                f"{len(problems)} of the {len(cells)} cells needed are not measured on {machine.label()}")
+        more = f"; ... (+{len(problems) - 2} more)" if len(problems) > 2 else ""
+        return f"{head} ({'; '.join(problems[:2])}{more})"
+
+
+def machine_list(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The machines the result documents come from, with how many documents (and ok ones) each."""
+    docs = list(results)
+    total = Counter(machine_of(d) for d in docs)
+    ok = Counter(machine_of(d) for d in docs if d.get("status") == "ok")
+    return [{"machine": m.label(), "name": m.name, "device": m.device, "documents": n, "ok": ok[m]}
+            for m, n in sorted(total.items())]
 
 
 # ======================================================================= hardware names
@@ -494,12 +554,14 @@ def measure_pair(index: ResultIndex, metric: str, model: str, path: str, device:
                        f"({', '.join(m.label() for m in base)} vs {', '.join(m.label() for m in other)}); "
                        "a ratio needs one machine")
     found: dict[Machine, Measured] = {}
-    for machine in shared:
+    problem: Missing | None = None
+    for machine in sorted(shared):
         m = _combine(pair, base[machine], other[machine])
         if isinstance(m, Missing):
-            return m
-        found[machine] = m
-    return found
+            problem = problem or m  # that machine gives no value; the others still do
+        else:
+            found[machine] = m
+    return found or problem or Missing("no value")
 
 
 def measure(index: ResultIndex, metric: str, model: str, path: str, device: str | None,
@@ -623,14 +685,94 @@ def _scalar_verdict(claim: Claim, m: Measured, machine: Machine) -> Verdict:
 
 
 def _judge_found(claim: Claim, found: Found, index: ResultIndex,
-                 compare: Callable[[Measured, Machine], Verdict]) -> Verdict:
+                 compare: Callable[[Measured, Machine], Verdict], needs: list[tuple[str, str]]) -> Verdict:
     if isinstance(found, Missing):
         return _base_verdict(claim, "not-measured", found.reason + _device_note(claim))
-    machine = index.pick(found, claimed_hardware(claim))
-    m = found[machine]
-    if claim.comparability == "hardware-bound" and not _comparable_machine(claim, machine):
-        return _not_comparable(claim, m, machine)
-    return compare(m, machine)
+
+    def on(machine: Machine) -> Verdict:
+        m = found[machine]
+        if claim.comparability == "hardware-bound" and not _comparable_machine(claim, machine):
+            return _not_comparable(claim, m, machine)
+        return compare(m, machine)
+
+    return across_machines(claim, index, {machine: on(machine) for machine in found}, claim.measure_device,
+                           needs, claim.batch_size)
+
+
+def _needs(metric: str, model: str, path: str) -> list[tuple[str, str]]:
+    """The (model, path) cells a metric of one row is computed from."""
+    return [(model, BASELINE_PATH), (model, path)] if metric in PAIRS else [(model, path)]
+
+
+# ========================================================================= across machines
+
+JUDGED = ("pass", "fail", "inconclusive")
+_VENDOR_PREFIX = re.compile(r"^(?:(?:nvidia|geforce|tesla)\s+)+", re.IGNORECASE)
+
+
+def overall_verdict(verdicts: Iterable[str]) -> str | None:
+    """The claim's verdict from its verdicts per machine (module doc); None when no machine could judge it."""
+    judged = [v for v in verdicts if v in JUDGED]
+    if not judged:
+        return None
+    if "fail" in judged:
+        return "fail"
+    return "pass" if all(v == "pass" for v in judged) else "inconclusive"
+
+
+def _short_names(machines: list[Machine]) -> dict[Machine, str]:
+    """'NVIDIA GeForce RTX 4090' -> 'RTX 4090', 'Tesla T4' -> 'T4'; full labels where that would be ambiguous."""
+    one_device = len({m.device for m in machines}) == 1
+    short = {m: _VENDOR_PREFIX.sub("", m.name) or m.name for m in machines}
+    if not one_device or len(set(short.values())) < len(short):
+        return {m: m.label() for m in machines}
+    return short
+
+
+_SUMMARY_WORDS = (("fail", "fails on"), ("inconclusive", "inconclusive on"),
+                  ("not-comparable", "not comparable on"), ("not-measured", "not measured on"))
+
+
+def machines_summary(outcomes: dict[Machine, str], device: str | None) -> str:
+    """'holds on 2 of 3 GPUs (fails on T4; not measured on A10)'."""
+    names = _short_names(sorted(outcomes))
+    judged = [m for m, v in outcomes.items() if v in JUDGED]
+    held = sum(1 for m in judged if outcomes[m] == "pass")
+    noun = "GPU" if device == "cuda" else "machine"
+    if judged:
+        head = f"holds on {held} of {len(judged)} {noun}{'s' if len(judged) != 1 else ''}"
+    else:
+        head = f"judged on none of {len(outcomes)} {noun}s"
+    rest = ["{} {}".format(words, ", ".join(names[m] for m in sorted(outcomes) if outcomes[m] == verdict))
+            for verdict, words in _SUMMARY_WORDS if verdict in outcomes.values()]
+    return head + (f" ({'; '.join(rest)})" if rest else "")
+
+
+def across_machines(claim: Claim, index: ResultIndex, per: dict[Machine, Verdict], device: str | None,
+                    needs: list[tuple[str, str]], batch: int | None) -> Verdict:
+    """One verdict from the claim's verdict on each machine that measured it (module doc).
+
+    Machines that measured other cells on ``device`` but not these are counted as not-measured
+    there. With one machine in all, its verdict is returned unchanged.
+    """
+    claimed = claimed_hardware(claim)
+    absent: dict[Machine, str] = {}
+    if device and ANYWHERE not in per:
+        absent = {m: index.absent_reason(m, needs, device, batch) for m in index.measuring(device) if m not in per}
+    if len(per) + len(absent) < 2:
+        return per[index.pick(per, claimed)]
+    outcomes = {**{m: v.verdict for m, v in per.items()}, **{m: "not-measured" for m in absent}}
+    overall = overall_verdict(outcomes.values())
+    pool = [m for m, v in per.items() if v.verdict == overall] if overall else list(per)
+    chosen = per[index.pick(pool, claimed)]
+    entries = [{"machine": m.label(), "verdict": v.verdict, "measured": v.measured, "reason": v.reason}
+               for m, v in per.items()]
+    entries += [{"machine": m.label(), "verdict": "not-measured", "measured": None, "reason": why}
+                for m, why in absent.items()]
+    order = {m.label(): m for m in outcomes}
+    chosen.per_machine = sorted(entries, key=lambda e: order[e["machine"]])
+    chosen.summary = machines_summary(outcomes, device)
+    return chosen
 
 
 def _comparable_machine(claim: Claim, machine: Machine) -> bool:
@@ -645,7 +787,8 @@ def judge_cell(claim: Claim, index: ResultIndex) -> Verdict:
     if not isinstance(claim.value, (int, float)) or isinstance(claim.value, bool):
         return _base_verdict(claim, "unsupported", f"qkit has no rule to compare a {type(claim.value).__name__} value")
     found = measure(index, claim.metric, model, path, claim.measure_device, claim.batch_size)
-    return _judge_found(claim, found, index, lambda m, machine: _scalar_verdict(claim, m, machine))
+    return _judge_found(claim, found, index, lambda m, machine: _scalar_verdict(claim, m, machine),
+                        _needs(claim.metric, model, path))
 
 
 # ============================================================================ aggregates
@@ -825,21 +968,31 @@ def _aggregate_compare(claim: Claim, rows: dict[tuple[str, str], Measured], mach
     return _scalar_verdict(claim, m, machine)
 
 
+def _aggregate_not_comparable(claim: Claim, rows: dict[tuple[str, str], Measured], machine: Machine) -> Verdict:
+    m = _stat_measured("min", {}, rows) if claim.subject.aggregate in ("range", "all_within") else None
+    shown = [m.value, _stat_measured("max", {}, rows).value] if m else None
+    claimed = claimed_hardware(claim) or "unstated hardware"
+    return _base_verdict(claim, "not-comparable",
+                         f"hardware-bound: claimed on {claimed}, measured on {machine.label()}"
+                         + (f": ours {fmt(shown)} {claim.unit} vs claimed {fmt(claim.value)}" if shown else ""),
+                         measured=shown, hardware=_hardware_field(claim, machine))
+
+
 def judge_aggregate(claim: Claim, index: ResultIndex) -> Verdict:
     found = measure_rows(index, claim)
     if isinstance(found, Missing):
         return _base_verdict(claim, "not-measured", found.reason + _device_note(claim))
-    machine = index.pick(found, claimed_hardware(claim))
-    rows = found[machine]
-    if claim.comparability == "hardware-bound" and not _comparable_machine(claim, machine):
-        m = _stat_measured("min", {}, rows) if claim.subject.aggregate in ("range", "all_within") else None
-        shown = [m.value, _stat_measured("max", {}, rows).value] if m else None
-        claimed = claimed_hardware(claim) or "unstated hardware"
-        return _base_verdict(claim, "not-comparable",
-                             f"hardware-bound: claimed on {claimed}, measured on {machine.label()}"
-                             + (f": ours {fmt(shown)} {claim.unit} vs claimed {fmt(claim.value)}" if shown else ""),
-                             measured=shown, hardware=_hardware_field(claim, machine))
-    return _aggregate_compare(claim, rows, machine)
+
+    def on(machine: Machine) -> Verdict:
+        if claim.comparability == "hardware-bound" and not _comparable_machine(claim, machine):
+            return _aggregate_not_comparable(claim, found[machine], machine)
+        return _aggregate_compare(claim, found[machine], machine)
+
+    over = claim.subject.over
+    assert over is not None
+    needs = [cell for model in over.models for path in over.kit_paths for cell in _needs(over.metric, model, path)]
+    return across_machines(claim, index, {machine: on(machine) for machine in found},
+                           over.device or claim.measure_device, needs, claim.batch_size)
 
 
 # =============================================================== study-level statements
@@ -953,8 +1106,9 @@ def summarize(verdicts: list[Verdict], rejected: int = 0) -> Summary:
 
 
 def verdict_document(verdicts: list[Verdict], summary: Summary, *, expected_dir: str, results_dir: str | None,
-                     rejected: list[tuple[str, str]], generated_utc: str, documents: int) -> dict[str, Any]:
-    """The JSON verdict file (schema: schemas/verdicts.schema.json)."""
+                     rejected: list[tuple[str, str]], generated_utc: str, documents: int,
+                     machines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The JSON verdict file (schema: schemas/verdicts.schema.json). ``machines``: `machine_list` of the results."""
     return {
         "schema_version": "1",
         "kind": "qkit-verdicts",
@@ -962,6 +1116,7 @@ def verdict_document(verdicts: list[Verdict], summary: Summary, *, expected_dir:
         "expected_dir": expected_dir,
         "results_dir": results_dir,
         "results": {"documents": documents, "rejected": [{"file": f, "reason": r} for f, r in rejected]},
+        "machines": list(machines or []),
         "summary": {"total": summary.total, "by_verdict": summary.by_verdict, "by_class": summary.by_class,
                     "by_file": summary.by_file, "failed": summary.failed, "exit_code": summary.exit_code,
                     "line": summary.line()},

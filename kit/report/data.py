@@ -381,6 +381,7 @@ def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
         "text": _first(v, "text", default=claim.get("text")),
         "reason": _first(v, "reason", "message", default=""),
         "hardware": v.get("hardware"),
+        "summary": v.get("summary") if isinstance(v.get("summary"), str) else None,
     }
 
 
@@ -473,3 +474,56 @@ def plottable_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for c, m in zip(ends_c, ends_m):
                 out.append({**base, "claimed": c, "measured": m, "band": tolerance_interval(c, row["tolerance"])})
     return out
+
+
+# ---------------------------------------------------------------- claims across machines
+
+JUDGED = ("pass", "fail", "inconclusive")
+VERDICT_SYMBOL = {"pass": "✓", "fail": "✗", "inconclusive": "~", "not-comparable": "≠", "not-measured": "–",
+                  "unsupported": "·"}
+MACHINE_ROWS = 200
+_VENDOR_PREFIX = re.compile(r"^(?:(?:nvidia|geforce|tesla)\s+)+", re.IGNORECASE)
+
+
+def short_machine(label: str) -> str:
+    """'NVIDIA GeForce RTX 4090 (cuda)' -> 'RTX 4090 (cuda)': the vendor words say nothing in a column header."""
+    return _VENDOR_PREFIX.sub("", label) or label
+
+
+def _per_machine(v: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = v.get("per_machine")
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("machine"), str)]
+
+
+def machines_named(raw: Any, verdicts: list[dict[str, Any]]) -> list[str]:
+    """The machines of a verdict file: its ``machines`` section in order, then any only its verdicts name."""
+    named: list[str] = []
+    if isinstance(raw, dict) and isinstance(raw.get("machines"), list):
+        named = [m["machine"] for m in raw["machines"] if isinstance(m, dict) and isinstance(m.get("machine"), str)]
+    extra = {e["machine"] for v in verdicts for e in _per_machine(v)} - set(named)
+    return list(dict.fromkeys(named)) + sorted(extra)
+
+
+def machine_matrix(verdicts: list[dict[str, Any]], machines: list[str], max_rows: int = MACHINE_ROWS) -> dict[str, Any]:
+    """Claims (rows) by machine (columns): each claim's verdict on each machine.
+
+    Only claims judged (pass, fail or inconclusive) on at least two machines, failures first;
+    at most ``max_rows`` of them. Columns are the machines those rows name, in ``machines`` order.
+    """
+    rows = []
+    for v in verdicts:
+        entries = _per_machine(v)
+        if sum(1 for e in entries if e.get("verdict") in JUDGED) < 2:
+            continue
+        row = verdict_row(v)
+        rows.append({"claim": row["claim"], "verdict": row["verdict"], "summary": row["summary"] or "",
+                     "comparability": row["comparability"], "cells": {e["machine"]: str(e.get("verdict"))
+                                                                      for e in entries}})
+    rank = {name: i for i, name in enumerate(VERDICT_ORDER)}
+    rows.sort(key=lambda r: (rank.get(r["verdict"], len(rank)), str(r["claim"])))
+    shown = rows[:max_rows]
+    used = {m for r in shown for m in r["cells"]}
+    order = [m for m in machines if m in used] + sorted(used - set(machines))
+    return {"machines": order, "rows": shown, "total": len(rows)}

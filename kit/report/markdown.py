@@ -297,8 +297,9 @@ def _allowed_text(r: dict[str, Any]) -> str:
 
 
 def _verdict_table_row(r: dict[str, Any]) -> list[Any]:
+    why = f"{r['summary']}: {r['reason']}" if r.get("summary") else r["reason"]
     return [f"`{r['claim']}`", r["subject"] or r["metric"] or "", value_text(r["claimed"], r["unit"]),
-            value_text(r["measured"], r["unit"]) + _ci_text(r["interval"]), _allowed_text(r), r["reason"]]
+            value_text(r["measured"], r["unit"]) + _ci_text(r["interval"]), _allowed_text(r), why]
 
 
 def _verdicts_provenance(raw: Any) -> str:
@@ -349,12 +350,42 @@ def section_verdicts(side: SideInput, figure: Any | None, out_dir: Path, results
     groups = data.group_verdicts(side.items)
     lines += ["", table(["verdict", "claims"], [[name, len(rows)] for name, rows in groups], ["l", "r"]), ""]
     lines += [collapsible(verdict_crosstab(groups), "verdicts per metric", is_open=False), ""]
+    across = section_machine_matrix(side)
+    if across:
+        lines += [across, ""]
     if figure is not None:
         lines += [figure_block(figure, out_dir), ""]
     for name, rows in groups:
         body = verdict_group_table(name, rows)
         lines += [f"### {name} ({len(rows)})", "", collapsible(body, f"{len(rows)} claims", name in OPEN_VERDICTS), ""]
     return "\n".join(lines).rstrip()
+
+
+def section_machine_matrix(side: SideInput) -> str:
+    """Claims × machines when the verdicts come from more than one machine; "" otherwise."""
+    machines = data.machines_named(side.raw, side.items or [])
+    if len(machines) < 2:
+        return ""
+    matrix = data.machine_matrix(side.items or [], machines)
+    lines = ["### Across machines", "",
+             f"The results come from {len(machines)} machines: " + ", ".join(f"`{m}`" for m in machines) + ". "
+             "A claim measured on several is judged on each by the same rules (a hardware-bound claim only where "
+             "the GPU model is the claimed one); overall it fails if it fails on any machine that could judge it "
+             "and passes if it passes on all of them, else it is inconclusive.", ""]
+    if not matrix["rows"]:
+        return "\n".join([*lines, "No claim was judged (pass, fail or inconclusive) on two or more machines."])
+    legend = ", ".join(f"{sym} {name}" for name, sym in data.VERDICT_SYMBOL.items() if name != "unsupported")
+    header = ["claim", "overall", *[data.short_machine(m) for m in matrix["machines"]], "summary"]
+    body = [[f"`{r['claim']}`", r["verdict"], *[data.VERDICT_SYMBOL.get(r["cells"].get(m, ""), r["cells"].get(m, ""))
+                                                  for m in matrix["machines"]], r["summary"]]
+            for r in matrix["rows"]]
+    shown, total = len(matrix["rows"]), matrix["total"]
+    lines.append(f"{total} claims were judged on two or more machines" +
+                 (f"; the first {shown} are shown (failures first), the verdict file has all." if shown < total
+                  else ".") + f" Symbols: {legend}; blank: that machine did not measure the claim's device.")
+    lines += ["", collapsible(table(header, body, ["l", "l", *["c"] * len(matrix["machines"]), "l"]),
+                              f"{shown} claims × {len(matrix['machines'])} machines", is_open=True)]
+    return "\n".join(lines)
 
 
 def _rel(target: Path, out_dir: Path) -> str:
