@@ -38,7 +38,10 @@ def test_max_duration_caps_a_slow_call_and_says_so() -> None:
     cfg = LatencyConfig(warmup_iterations=0, warmup_s=0.0, min_iterations=1000, min_duration_s=0.0, max_duration_s=0.2)
     result = LatencyTracker(cfg).run(_sleep_fn(0.02))
     assert result.stopped_by == "max_duration"
-    assert 5 <= len(result.samples_ms) < 1000
+    # How many 20 ms calls fit in 0.2 s depends on the machine's load; what must hold is that the
+    # cap, not the 1000-iteration minimum, ended the loop, and only after the cap had passed.
+    assert 1 <= len(result.samples_ms) < 1000
+    assert result.duration_s >= 0.2
 
 
 def test_max_iterations_caps_a_near_empty_call() -> None:
