@@ -96,6 +96,18 @@ class PrecisionPath(ABC):
         return True, ""
 
 
+def parse_bool(value: Any) -> bool:
+    """A path option's boolean (``--option key=true``): bools, 1/0, true/false, yes/no, on/off."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
 _PATHS: dict[str, type[PrecisionPath]] = {}
 
 

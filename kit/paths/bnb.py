@@ -65,7 +65,15 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kit.measure.memory import weight_bytes_by_dtype
-from kit.paths.base import PathFailed, PathUnavailable, PrecisionPath, PrepareContext, PreparedModel, register_path
+from kit.paths.base import (
+    PathFailed,
+    PathUnavailable,
+    PrecisionPath,
+    PrepareContext,
+    PreparedModel,
+    parse_bool,
+    register_path,
+)
 from kit.paths.bnb_support import (
     CPU_4BIT_BLOCK_N,
     has_avx512bf16,
@@ -108,14 +116,10 @@ def _dtype_option(value: Any, key: str) -> str:
 
 
 def _bool_option(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected true or false")
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected true or false") from None
 
 
 def head_modules(model: Any) -> list[str]:

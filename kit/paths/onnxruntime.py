@@ -36,7 +36,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from kit.paths.base import PathFailed, PathUnavailable, PrecisionPath, PrepareContext, PreparedModel, register_path
+from kit.paths.base import (
+    PathFailed,
+    PathUnavailable,
+    PrecisionPath,
+    PrepareContext,
+    PreparedModel,
+    parse_bool,
+    register_path,
+)
 from kit.paths.ort_support import (
     ort_import_status,
     provider_status,
@@ -54,15 +62,7 @@ CPU_TIMING = "session.run on a float32 numpy input (ORT reads it in place)"
 # --------------------------------------------------------------------------- options
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
+_bool = parse_bool
 
 
 def _int(value: Any) -> int:
