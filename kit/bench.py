@@ -95,7 +95,9 @@ def bench_child() -> dict[str, Any]:
         reference_output(cell.model, opts)
         process, inline = ProcessExecutor(), InlineExecutor()
         medians: dict[str, list[float]] = {"process": [], "inline": []}
-        for _ in range(2):  # alternate, so drift hits both
+        # Alternate, so drift hits both; 4 pairs because one full-profile cell's median moves by
+        # +-10% with the machine's load, more than the 5% this benchmark must resolve.
+        for _ in range(4):
             for name, ex in (("process", process), ("inline", inline)):
                 doc = ex.call(measure_cell, cell, opts, timeout_s=900)
                 medians[name].append(doc["latency"]["p50"])
