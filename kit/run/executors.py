@@ -41,6 +41,7 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
     # every finished cell).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ[CHILD_ENV] = "1"  # tells the memory tracker its peak RSS is this cell's alone
+    _quiet_library_progress_bars()
     try:
         result = fn(*args)
         conn.send(("ok", result))
@@ -48,6 +49,17 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _quiet_library_progress_bars() -> None:
+    """transformers' and the hub's per-load progress bars would fill the run's log, cell after cell."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 class ProcessExecutor:
