@@ -15,27 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kit.claims.load import Claim, ClaimSet
+from kit.models.registry import MODELS
 
-# Study ids name themselves; the seeds also use display names, truncated ids (seed 003) and
-# architecture labels (seed 001). One table, so a reviewer can see every mapping we made.
-STUDY_IDS: tuple[str, ...] = (
-    "vit-huge-patch14-2020",
-    "vit-large-patch16-2020",
-    "dinov2-large-2023",
-    "dinov2-base-2023",
-    "beit-large-2021",
-    "beit-base-pt22k-2021",
-    "vit-base-384-production",
-    "vit-base-224-production",
-    "dino-vitb16-production",
-    "dino-vits16-production",
-    "deit-base-distilled-384-edge",
-    "deit-small-distilled-224-edge",
-    "mobilevit-small-edge",
-    "mobilevit-xxs-edge",
-    "deit-tiny-ultra-efficient",
-    "vit-base-patch32-specialized",
-)
+# Study ids name themselves (the registry's ids); the seeds also use display names, truncated ids
+# (seed 003) and architecture labels (seed 001, kept in the registry). One table, so a reviewer can
+# see every mapping we made.
+STUDY_IDS: tuple[str, ...] = tuple(MODELS)
 
 PUBLISHED_NAMES: dict[str, str] = {
     **{sid: sid for sid in STUDY_IDS},
@@ -43,23 +28,8 @@ PUBLISHED_NAMES: dict[str, str] = {
     "deit-base-distilled-384": "deit-base-distilled-384-edge",
     "deit-small-distilled-224": "deit-small-distilled-224-edge",
     "vit-base-patch32-special": "vit-base-patch32-specialized",
-    # seed 001 architecture labels
-    "BEiT-Base-PT22K-2021": "beit-base-pt22k-2021",
-    "BEiT-Large-2021": "beit-large-2021",
-    "DINO-ViT-Base-Production": "dino-vitb16-production",
-    "DINO-ViT-Small-Production": "dino-vits16-production",
-    "DINOv2-Base-2023": "dinov2-base-2023",
-    "DINOv2-Large-2023": "dinov2-large-2023",
-    "DeiT-Base-Distilled-Edge": "deit-base-distilled-384-edge",
-    "DeiT-Small-Distilled-Edge": "deit-small-distilled-224-edge",
-    "DeiT-Tiny-Ultra-Efficient": "deit-tiny-ultra-efficient",
-    "MobileViT-Small-Edge": "mobilevit-small-edge",
-    "MobileViT-XXS-Edge": "mobilevit-xxs-edge",
-    "ViT-Base-224-Production": "vit-base-224-production",
-    "ViT-Base-384-Production": "vit-base-384-production",
-    "ViT-Base-Patch32-Specialized": "vit-base-patch32-specialized",
-    "ViT-Huge-2020": "vit-huge-patch14-2020",
-    "ViT-Large-2020": "vit-large-patch16-2020",
+    # seed 001 architecture labels: the registry keeps each model's label
+    **{spec.published_architecture: spec.id for spec in MODELS.values() if spec.published_architecture},
     # seeds 000 and 002 display names
     "ViT-Huge": "vit-huge-patch14-2020",
     "ViT-Large": "vit-large-patch16-2020",
