@@ -62,6 +62,39 @@ def _quiet_library_progress_bars() -> None:
         pass
 
 
+def run_in_child(
+    ctx: Any, fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None,
+    start: Callable[[Any], None] = lambda proc: proc.start(),
+) -> tuple[str, Any]:
+    """Run ``fn(*args)`` in a fresh child of ``ctx`` and wait for it without spinning.
+
+    Returns ``("ok", result)``, or ``(outcome, one-line reason)`` with outcome ``"timeout"``,
+    ``"error"`` (the child raised) or ``"lost"`` (the child died before answering: signal, OOM
+    kill, exit). The child is killed and reaped whatever happens. Callers decide what each
+    outcome means (the process executor fails the cell; Ray retries a lost process).
+    """
+    parent_conn, child_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(child_conn, fn, args), daemon=True)
+    start(proc)
+    child_conn.close()
+    try:
+        if not parent_conn.poll(timeout_s):
+            return "timeout", f"timed out after {timeout_s:.0f} s"
+        try:
+            status, payload = parent_conn.recv()
+        except EOFError:
+            proc.join(5)
+            return "lost", _describe_exit(proc.exitcode)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        parent_conn.close()
+    if status == "error":
+        return "error", f"child raised {payload}"
+    return "ok", payload
+
+
 class ProcessExecutor:
     name = "process"
 
@@ -74,25 +107,9 @@ class ProcessExecutor:
         self.start_method = self._ctx.get_start_method()
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any:
-        parent_conn, child_conn = self._ctx.Pipe(duplex=False)
-        proc = self._ctx.Process(target=_child_main, args=(child_conn, fn, args), daemon=True)
-        proc.start()
-        child_conn.close()
-        try:
-            if not parent_conn.poll(timeout_s):
-                raise TaskCrashed(f"timed out after {timeout_s:.0f} s")
-            try:
-                status, payload = parent_conn.recv()
-            except EOFError:
-                proc.join(5)
-                raise TaskCrashed(_describe_exit(proc.exitcode)) from None
-        finally:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(5)
-            parent_conn.close()
-        if status == "error":
-            raise TaskCrashed(f"child raised {payload}")
+        outcome, payload = run_in_child(self._ctx, fn, args, timeout_s)
+        if outcome != "ok":
+            raise TaskCrashed(payload)
         return payload
 
     def close(self) -> None:

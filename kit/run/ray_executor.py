@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kit.results.store import Cell
-from kit.run.executors import TaskCrashed, _child_main, _describe_exit
+from kit.run.executors import TaskCrashed, run_in_child
 
 RAY_MISSING = "the ray executor needs the optional extra: pip install 'qkit[ray]'"
 DEFAULT_MAX_RETRIES = 2
@@ -144,29 +144,17 @@ def _task_env() -> dict[str, str | None]:
 
 def _in_child(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None,
               threads: int | None) -> tuple[str, Any]:
-    ctx = _fork_context()
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(child_conn, _prepared_call, (_task_env(), threads, fn, *args)),
-                       daemon=True)
-    with _without_main_file():
-        proc.start()
-    child_conn.close()
-    try:
-        if not parent_conn.poll(timeout_s):
-            return "error", f"timed out after {timeout_s:.0f} s"
-        try:
-            status, payload = parent_conn.recv()
-        except EOFError:
-            proc.join(5)
-            raise CellProcessLost(_describe_exit(proc.exitcode)) from None
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent_conn.close()
-    if status == "error":
-        return "error", f"child raised {payload}"
-    return "ok", payload
+    def start(proc: Any) -> None:
+        with _without_main_file():
+            proc.start()
+
+    outcome, payload = run_in_child(_fork_context(), _prepared_call, (_task_env(), threads, fn, *args),
+                                    timeout_s, start=start)
+    if outcome == "lost":
+        raise CellProcessLost(payload)  # Ray retries the task
+    if outcome == "timeout":
+        return "error", payload
+    return outcome, payload
 
 
 def _in_worker(fn: Callable[..., Any], args: tuple[Any, ...], threads: int | None) -> tuple[str, Any]:
