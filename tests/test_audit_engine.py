@@ -357,3 +357,13 @@ def test_percentile_and_std_tolerate_degenerate_rows() -> None:
             c["subject"]["over"]["models"] = c["subject"]["over"]["models"][:1]
     findings = run_audit(docs)
     assert not [f for f in findings if " raised " in f.message]
+
+
+def test_integral_float_batch_size_passes_the_loader_and_the_audit() -> None:
+    # JSON Schema's "integer" admits 1.0; the loader must hand the audit the int it means
+    # (hypothesis found this: the loader accepted it and the audit then refused the claim).
+    doc = copy.deepcopy({**BASE, "claims": BASE["claims"][:6]})
+    doc["claims"][1]["batch_size"] = 1.0
+    cf = parse_claim_file("101_bbbb.json", json.dumps(doc))
+    assert cf.claims[1].batch_size == 1 and isinstance(cf.claims[1].batch_size, int)
+    assert not [f for f in run_audit(ClaimSet(Path("."), (cf,))) if " raised " in f.message]

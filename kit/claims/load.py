@@ -285,7 +285,8 @@ def _claim(d: dict[str, Any], source_file: str, hardware: dict[str, Any]) -> Cla
         published_label=d["published_label"],
         kit_path=d["kit_path"],
         device=d["device"],
-        batch_size=d["batch_size"],
+        # JSON Schema's "integer" admits 1.0; the claim carries the int it means.
+        batch_size=int(d["batch_size"]) if d["batch_size"] is not None else None,
         tolerance=_tolerance(d["tolerance"]),
         comparability=d["comparability"],
         supported=d["supported"],
