@@ -9,7 +9,11 @@ Spine benchmarks:
 - ``overhead``: tracker overhead per iteration on a near-empty callable. Target: < 2 us.
 - ``child``: a cell through the child-process executor against the same cell in-process.
   Target: medians within 5%.
-- ``run``: wall time and peak RSS of the latest ``make reproduce`` (from its documents).
+- ``run``: wall time and peak RSS of the latest ``make reproduce`` (from its documents), and the
+  achieved fraction of the card's peak of every CUDA cell in it.
+
+Family benchmarks (``kit.bench_onnx``, ``kit.bench_bnb``, ``kit.bench_gpu``, ``kit.run.ray_executor``)
+join when their module imports; ``gpu`` prints "skipped" with the reason where there is no CUDA.
 """
 
 from __future__ import annotations
@@ -116,7 +120,17 @@ def bench_run(results: Path = Path("results/latest")) -> dict[str, Any]:
         print(f"[run] no results under {results}: run `make reproduce` first")
         return {}
     docs = loaded.docs
+    figures: dict[str, Any] = {}
     cpu_docs = [d for d in docs if d["cell"]["device"] == "cpu"]
+    if cpu_docs:
+        figures.update(_run_cpu(results, cpu_docs))
+    cuda_docs = [d for d in docs if d["cell"]["device"] == "cuda"]
+    if cuda_docs:
+        figures["cuda_cells"] = _run_cuda(results, cuda_docs)
+    return figures
+
+
+def _run_cpu(results: Path, cpu_docs: list[dict[str, Any]]) -> dict[str, Any]:
     measured = [d for d in cpu_docs if d["status"] == "ok"]
     total_s = sum(d.get("duration_s", 0.0) for d in cpu_docs)
     starts = sorted(d["started_utc"] for d in cpu_docs)
@@ -133,6 +147,27 @@ def bench_run(results: Path = Path("results/latest")) -> dict[str, Any]:
     return {"cells": len(cpu_docs), "sum_cell_s": total_s, "peak_rss_mb": peak}
 
 
+def _run_cuda(results: Path, cuda_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Achieved TFLOP/s and fraction of the card's peak of every measured CUDA cell."""
+    rows = []
+    measured = [d for d in cuda_docs if d["status"] == "ok"]
+    if not measured:
+        reasons = sorted({str(d.get("reason") or d["status"]) for d in cuda_docs})
+        print(f"[run] {results}: {len(cuda_docs)} CUDA cells, none measured: {'; '.join(reasons)[:300]}")
+        return rows
+    print(f"[run] {results}: {len(cuda_docs)} CUDA cells ({len(measured)} measured); achieved rate per cell:")
+    for d in sorted(measured, key=lambda d: (d["cell"]["model"], d["cell"]["path"], d["cell"]["batch_size"])):
+        c, comp = d["cell"], d.get("compute") or {}
+        rate, frac = comp.get("achieved_tflops"), comp.get("fraction_of_peak")
+        rows.append({"model": c["model"], "path": c["path"], "batch_size": c["batch_size"],
+                     "achieved_tflops": rate, "fraction_of_peak": frac, "peak_kind": comp.get("peak_kind")})
+        text = "no FLOP count" if rate is None else f"{rate:.1f} TFLOP/s"
+        text += f" = {frac:.1%} of {comp.get('peak_kind')}" if frac is not None else (
+            f" ({comp.get('reason') or 'no peak'})" if rate is not None else "")
+        print(f"      {c['model']} {c['path']} bs{c['batch_size']}: {text}")
+    return rows
+
+
 BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
     "overhead": bench_overhead,
     "timer": bench_timer,
@@ -143,6 +178,7 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
 OPTIONAL_BENCHES = {
     "onnx": ("kit.bench_onnx", "bench_onnx"),
     "bnb": ("kit.paths.bnb", "bench_bnb"),
+    "gpu": ("kit.bench_gpu", "bench_gpu"),
     "ray": ("kit.run.ray_executor", "bench_ray"),
 }
 

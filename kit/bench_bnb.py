@@ -25,6 +25,22 @@ from typing import Any
 
 WEIGHT_TARGETS = {"bnb-int8": 0.27, "bnb-nf4": 0.15, "bnb-fp4": 0.15}
 DEFAULT_PATHS = ("torch-fp32", "bnb-int8", "bnb-nf4")
+# Extra rows on CPU: bitsandbytes' fused CPU 4-bit kernel computes in bf16; on a CPU whose bf16
+# GEMM is slower than its FP32 one (AVX512-BF16 without AMX), FP32 compute through the generic
+# dequantize + matmul can be the faster NF4. Shown beside the default, never instead of it.
+CPU_VARIANTS = ("bnb-nf4:bnb.compute_dtype=float32",)
+
+
+def parse_entry(entry: str) -> tuple[str, dict[str, str]]:
+    """``PATH`` or ``PATH:KEY=VALUE[;KEY=VALUE]`` -> (path name, options of that row)."""
+    name, _, rest = entry.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, rest.split(";")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"bench entry {entry!r}: expected PATH:KEY=VALUE[;KEY=VALUE]")
+        options[key.strip()] = value.strip()
+    return name.strip(), options
 
 
 def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int, work: str,
@@ -35,11 +51,14 @@ def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int,
     from kit.models.build import build_model, example_inputs
     from kit.paths.base import PathFailed, PathUnavailable, PrepareContext, get_path
 
+    label = path_name
+    path_name, row_options = parse_entry(label)
+    options = {**options, **row_options}
     path = get_path(path_name)
     ok, why = path.available(device)
     if not ok:
-        return {"path": path_name, "status": "skipped", "reason": why}
-    work_dir = os.path.join(work, path_name)
+        return {"path": label, "status": "skipped", "reason": why}
+    work_dir = os.path.join(work, f"row-{len(os.listdir(work))}-{path_name}")
     os.makedirs(work_dir)
     ctx = PrepareContext(
         spec=spec, device=device, batch_size=batch,
@@ -50,10 +69,12 @@ def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int,
     try:
         prepared = path.prepare(ctx)
     except (PathUnavailable, PathFailed) as exc:
-        return {"path": path_name, "status": "skipped" if isinstance(exc, PathUnavailable) else "failed",
+        return {"path": label, "status": "skipped" if isinstance(exc, PathUnavailable) else "failed",
                 "reason": str(exc)}
     row: dict[str, Any] = {
-        "path": path_name,
+        "path": label,
+        "path_name": path_name,
+        "options": row_options,
         "status": "ok",
         "prepare_s": time.perf_counter() - t0,
         "weight_bytes": prepared.weight_bytes,
@@ -70,6 +91,7 @@ def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int,
         row["float_left"] = proof["float_linear_modules"]
         row["layer_ratio"] = proof["replaced_weight_bytes"]["ratio_vs_fp32"]
         row["settings"] = prepared.details.get("settings")
+        row["cpu_4bit_kernel_as_run"] = prepared.details.get("cpu_4bit_kernel_as_run")
     return row
 
 
@@ -96,8 +118,12 @@ def _time_interleaved(rows: list[dict[str, Any]], device: str, seconds: float, b
                  iterations=len(r["_samples"]), noise_warnings=stats["noise_warnings"], rounds=rounds, block=block)
 
 
+def default_paths(device: str) -> tuple[str, ...]:
+    return DEFAULT_PATHS + (CPU_VARIANTS if device == "cpu" else ())
+
+
 def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", batch_size: int = 1,
-              paths: tuple[str, ...] = DEFAULT_PATHS, seconds: float = 5.0, fidelity_images: int = 8,
+              paths: tuple[str, ...] | None = None, seconds: float = 5.0, fidelity_images: int = 8,
               seed: int = 0, options: dict[str, Any] | None = None, block: int = 5,
               out: Any = None) -> dict[str, Any]:
     """Run the benchmark, print the table to ``out`` (stdout) and return the figures.
@@ -114,7 +140,10 @@ def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", ba
     out = out or sys.stdout
     spec = get_model(model_id)
     fid = example_inputs(spec, fidelity_images, seed=1235)
-    paths = tuple(paths) if "torch-fp32" in paths else ("torch-fp32", *paths)
+    paths = default_paths(device) if paths is None else tuple(paths)
+    for entry in paths:
+        parse_entry(entry)  # a malformed row fails before any model is built
+    paths = paths if "torch-fp32" in paths else ("torch-fp32", *paths)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="qkit-bench-") as work:
         try:
@@ -137,7 +166,7 @@ def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", ba
         r["min_latency_ratio"] = r["min_ms"] / base["min_ms"]
         r["speedup"] = base["p50_ms"] / r["p50_ms"]
         r["weight_ratio"] = r["weight_bytes"] / base["weight_bytes"]
-        target = WEIGHT_TARGETS.get(r["path"])
+        target = WEIGHT_TARGETS.get(r["path_name"])
         if target is not None:
             r["weight_target"] = target
             r["weight_target_met"] = r["weight_ratio"] <= target
@@ -160,19 +189,20 @@ def _print(result: dict[str, Any], out: Any) -> None:
     print(f"bitsandbytes vs FP32: {result['model']} on {result['device']}, batch {result['batch_size']}, "
           f"{result['weights']} weights, fidelity on {result['fidelity_images']} seeded images, "
           f"{result['torch_threads']} torch threads; {result['timing']}", file=out)
-    head = (f"{'path':<11} {'p50 ms':>9} {'x FP32':>7} {'min ms':>9} {'x FP32':>7} {'weights MiB':>12} "
+    width = max([11, *(len(r["path"]) for r in result["rows"])])
+    head = (f"{'path':<{width}} {'p50 ms':>9} {'x FP32':>7} {'min ms':>9} {'x FP32':>7} {'weights MiB':>12} "
             f"{'x FP32':>7} {'target':>8} {'cosine':>8} {'min cos':>8} {'top1':>5}  replaced / float")
     print(head, file=out)
     for r in result["rows"]:
         if r["status"] != "ok":
-            print(f"{r['path']:<11} {r['status']}: {r['reason']}", file=out)
+            print(f"{r['path']:<{width}} {r['status']}: {r['reason']}", file=out)
             continue
         f = r.get("fidelity") or {}
         target = r.get("weight_target")
         tgt = "" if target is None else f"<={target}{' ok' if r['weight_target_met'] else ' NO'}"
         top1 = f.get("top1_agreement")
         print(
-            f"{r['path']:<11} {r['p50_ms']:9.2f} {r.get('latency_ratio', 1.0):7.3f} "
+            f"{r['path']:<{width}} {r['p50_ms']:9.2f} {r.get('latency_ratio', 1.0):7.3f} "
             f"{r['min_ms']:9.2f} {r.get('min_latency_ratio', 1.0):7.3f} "
             f"{r['weight_bytes'] / mib:12.2f} {r.get('weight_ratio', 1.0):7.3f} {tgt:>8} "
             f"{f.get('cosine', 1.0):8.5f} {f.get('cosine_min', 1.0):8.5f} "
@@ -181,7 +211,7 @@ def _print(result: dict[str, Any], out: Any) -> None:
             file=out,
         )
         for w in r.get("noise_warnings") or []:
-            print(f"{'':<11} warning: {w}", file=out)
+            print(f"{'':<{width}} warning: {w}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5.0, help="minimum timed duration per path")
-    ap.add_argument("--paths", default=",".join(DEFAULT_PATHS))
+    ap.add_argument("--paths", default=None,
+                    help="comma-separated PATH or PATH:KEY=VALUE[;KEY=VALUE] rows (default: "
+                    f"{','.join(DEFAULT_PATHS)}, plus {','.join(CPU_VARIANTS)} on cpu)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
-    result = bench_bnb(args.model, args.device, args.batch, tuple(p for p in args.paths.split(",") if p),
-                       seconds=args.seconds)
+    paths = default_paths(args.device) if args.paths is None else tuple(p for p in args.paths.split(",") if p)
+    result = bench_bnb(args.model, args.device, args.batch, paths, seconds=args.seconds)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1, default=str)

@@ -114,9 +114,12 @@ def tf32_on_for_fp32() -> list[StackProblem]:
         on.append("torch.backends.cuda.matmul.allow_tf32")
     # torch.backends.cudnn.allow_tf32 is on by default (convolutions in TF32); the kit's
     # torch-fp32 path switches it off for its cells and records that, so it is not flagged here.
-    for var in ("NVIDIA_TF32_OVERRIDE", "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"):
-        if os.environ.get(var) not in (None, "0"):
-            on.append(f"{var}={os.environ[var]}")
+    # TORCH_ALLOW_TF32_CUBLAS_OVERRIDE=1 forces allow_tf32 on. NVIDIA_TF32_OVERRIDE only ever
+    # switches TF32 off (=0); no value of it turns TF32 on, so it is never flagged.
+    if os.environ.get("TORCH_ALLOW_TF32_CUBLAS_OVERRIDE") not in (None, "", "0"):
+        on.append(f"TORCH_ALLOW_TF32_CUBLAS_OVERRIDE={os.environ['TORCH_ALLOW_TF32_CUBLAS_OVERRIDE']}")
+    if os.environ.get("NVIDIA_TF32_OVERRIDE") == "0":
+        return []  # TF32 off in every NVIDIA library whatever torch's flags say
     if torch.get_float32_matmul_precision() != "highest":
         on.append(f"float32_matmul_precision={torch.get_float32_matmul_precision()!r}")
     if on:

@@ -55,7 +55,7 @@ def prepare(path_name: str, spec: Any, tmp_path: Any, device: str = "cpu",
             options: dict[str, Any] | None = None) -> Any:
     path = _require(path_name, device)
     work = tmp_path / f"{path_name}-{spec.id}-{device}"
-    work.mkdir()
+    work.mkdir(parents=True)
     ctx = PrepareContext(
         spec=spec,
         device=device,
@@ -188,6 +188,29 @@ def test_cpu_nf4_can_quantize_a_1000_class_head(tmp_path: Any) -> None:
     if bnb_support.has_avx512bf16():
         assert prepared.details["cpu_generic_4bit_layers"] == ["classifier"]
     assert prepared.run(example_inputs(spec, 2, seed=1)).shape == (2, 1000)
+
+
+def test_cpu_4bit_compute_dtype_other_than_bf16_is_honoured(tmp_path: Any) -> None:
+    # bitsandbytes' fused CPU 4-bit kernel computes in bf16 whatever bnb_4bit_compute_dtype says:
+    # asking for float32 must route every layer to the generic kernel, or the result would name a
+    # compute dtype that never ran.
+    spec = small_vit()
+    default = prepare("bnb-nf4", spec, tmp_path / "bf16")
+    fp32 = prepare("bnb-nf4", spec, tmp_path / "fp32", options={"bnb.compute_dtype": "float32"})
+    for prepared in (default, fp32):
+        run = prepared.details["cpu_4bit_kernel_as_run"]
+        assert run["fused_layers"] + run["generic_layers"] == prepared.details["proof"]["replaced_4bit_layers"] == 12
+    assert fp32.details["settings"]["compute_dtype"] == "float32"
+    assert fp32.details["cpu_4bit_kernel_as_run"]["fused_layers"] == 0
+    assert "cpu_repacked_at_first_forward" not in fp32.details
+    if bnb_support.has_avx512bf16():
+        assert default.details["cpu_4bit_kernel_as_run"]["fused_layers"] == 12
+        assert len(fp32.details["cpu_generic_4bit_layers"]) == 12
+        assert "compute dtype float32" in fp32.details["cpu_generic_4bit_layers_reason"]
+    # Same 4-bit weights, a wider compute dtype: at least as close to FP32 as the bf16 default.
+    cos_default = fidelity(spec, default)["cosine"]
+    cos_fp32 = fidelity(spec, fp32)["cosine"]
+    assert cos_fp32 >= NF4_MIN_COSINE and cos_fp32 >= cos_default - 1e-3
 
 
 # --------------------------------------------------------------------------------- verification

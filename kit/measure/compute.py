@@ -187,6 +187,10 @@ def _gpu_table() -> Any:
 
 
 def _tf32_on(math: dict[str, Any] | None) -> bool | None:
+    env = (math or {}).get("env") or {}
+    override = env["NVIDIA_TF32_OVERRIDE"] if "NVIDIA_TF32_OVERRIDE" in env else os.environ.get("NVIDIA_TF32_OVERRIDE")
+    if override == "0":
+        return False  # switches TF32 off in cuBLAS and cuDNN whatever torch's flags say
     if math is not None and "tf32_matmul" in math:
         return bool(math["tf32_matmul"]) or math.get("float32_matmul_precision") not in (None, "highest")
     try:

@@ -31,6 +31,16 @@ PACKAGES = (
     "numpy",
     "nvidia-ml-py",
 )
+# Environment variables that change what the math does or where it runs.
+MATH_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_CORETYPE",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_TF32_OVERRIDE",
+    "TORCH_ALLOW_TF32_CUBLAS_OVERRIDE",
+    "CUBLAS_WORKSPACE_CONFIG",
+)
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
@@ -75,18 +85,30 @@ def _nvml_gpu(index: int) -> dict[str, Any]:
     try:
         import pynvml
 
+        from kit.measure.nvml import nvml_handle
+
         pynvml.nvmlInit()
-        h = pynvml.nvmlDeviceGetHandleByIndex(index)
+        h, matched = nvml_handle(pynvml, index)
         return {
-            "driver": pynvml.nvmlSystemGetDriverVersion(),
+            "nvml_device_matched_by": matched,
+            "nvml_name": _text(pynvml.nvmlDeviceGetName(h)),
+            "driver": _text(pynvml.nvmlSystemGetDriverVersion()),
+            "cuda_driver_api": pynvml.nvmlSystemGetCudaDriverVersion(),
             "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
             "mem_clock_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
             "max_sm_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM),
+            "max_mem_clock_mhz": pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM),
+            "clocks_source": "NVML nvmlDeviceGetClockInfo (current, at collection) / GetMaxClockInfo",
             "power_limit_w": pynvml.nvmlDeviceGetPowerManagementLimit(h) / 1000.0,
             "temperature_c": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
         }
     except Exception as exc:  # pynvml missing or no driver: say so
-        return {"nvml_error": str(exc)}
+        return {"nvml_error": f"{type(exc).__name__}: {exc}"}
+
+
+def _text(value: Any) -> str:
+    """NVML strings are bytes in older pynvml releases."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def gpu_info() -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
@@ -147,7 +169,7 @@ def math_settings() -> dict[str, Any]:
         "torch_num_interop_threads": torch.get_num_interop_threads(),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),
         "mkldnn_enabled": torch.backends.mkldnn.is_available(),
-        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE")},
+        "env": {k: os.environ.get(k) for k in MATH_ENV},
     }
     if torch.cuda.is_available():
         settings["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32

@@ -67,6 +67,12 @@ class PreparedModel:
     weight_bytes: int | None = None
     weight_bytes_by_dtype: dict[str, int] | None = None
     close: Callable[[], None] = lambda: None
+    # True when the timed call itself waits for the device (ONNX Runtime's run on a GPU provider
+    # synchronises its own stream): the host clock then measures it, and CUDA events recorded on
+    # torch's stream would time a stream that did none of the work.
+    host_synchronous: bool = False
+    # Who allocates the model's device memory: "torch", or a runtime torch's allocator cannot see.
+    device_allocator: str = "torch"
 
 
 class PrecisionPath(ABC):

@@ -30,8 +30,10 @@ Settings, each recorded in the result (``details``) with where it came from
   loaded model is then inspected: what the result reports as replaced and float is what the
   model holds, not what was asked.
 * 4-bit compute dtype: bf16 on CPU (bitsandbytes' fused CPU 4-bit kernel computes in bf16 only;
-  it casts anything else to bf16 and back), fp16 on CUDA (matches the fp16 activations the CUDA
-  paths use, and the tensor-core fp16 GEMM the dequantized weights feed).
+  it would cast anything else to bf16 and back, so with ``bnb.compute_dtype`` float32 or float16
+  every 4-bit layer is routed to the generic dequantize + matmul, which honours it), fp16 on
+  CUDA (matches the fp16 activations the CUDA paths use, and the tensor-core fp16 GEMM the
+  dequantized weights feed).
 * Double quantization (4-bit): off, transformers' ``BitsAndBytesConfig`` default (what
   ``load_in_4bit=True, bnb_4bit_quant_type="nf4"`` gets). Option ``bnb.double_quant`` turns it on.
 * dtype of the layers left in float and of the activations: float32 on CPU (the comparison with
@@ -76,6 +78,7 @@ from kit.paths.base import (
 )
 from kit.paths.bnb_support import (
     CPU_4BIT_BLOCK_N,
+    cpu_4bit_kernel,
     has_avx512bf16,
     import_bnb,
     install_log_filter,
@@ -325,14 +328,17 @@ def verify_bnb_model(path_name: str, method: str, info: dict[str, Any], float_mo
         )
 
 
-def route_cpu_4bit_layers(model: Any) -> list[str]:
-    """Send 4-bit layers the fused CPU kernel cannot take to bitsandbytes' generic path.
+def route_cpu_4bit_layers(model: Any, compute_dtype: str = "bfloat16") -> list[str]:
+    """Send 4-bit layers the fused CPU kernel cannot take, or must not take, to bitsandbytes'
+    generic path.
 
     bitsandbytes >= 0.48 repacks a Linear4bit's weight for its AVX512-BF16 kernel at the first
     CPU forward, which asserts out_features % 32 == 0 and needs in_features % blocksize == 0 (the
-    1000-class head fails: "N must be divisible by block_n"). The module attribute
-    ``support_avx512bf16_for_cpu`` gates that repacking; clearing it keeps the layer 4-bit, run by
-    dequantize + matmul. Returns the names of the layers so routed.
+    1000-class head fails: "N must be divisible by block_n"). That kernel also computes in bf16
+    whatever ``bnb_4bit_compute_dtype`` says, so with any other compute dtype every layer is
+    routed, or the result would name a compute dtype that never ran. The module attribute
+    ``support_avx512bf16_for_cpu`` gates the repacking; clearing it keeps the layer 4-bit, run by
+    dequantize + matmul in the compute dtype. Returns the names of the layers so routed.
     """
     routed = []
     for name, m in model.named_modules():
@@ -340,10 +346,24 @@ def route_cpu_4bit_layers(model: Any) -> list[str]:
             continue
         qs = getattr(m.weight, "quant_state", None) or getattr(m, "quant_state", None)
         block = int(getattr(qs, "blocksize", 64) or 64)
-        if int(m.out_features) % CPU_4BIT_BLOCK_N or int(m.in_features) % block:
+        misfit = int(m.out_features) % CPU_4BIT_BLOCK_N or int(m.in_features) % block
+        if misfit or compute_dtype != "bfloat16":
             m.support_avx512bf16_for_cpu = False
             routed.append(name)
     return routed
+
+
+def cpu_4bit_kernel_as_run(n_generic: int, n_4bit: int) -> dict[str, Any]:
+    """Which CPU kernels the 4-bit layers run: the fused one (as bitsandbytes loaded it) for the
+    layers not routed, dequantize + matmul for the rest."""
+    fused = n_4bit - n_generic if has_avx512bf16() else 0
+    return {
+        "fused_layers": fused,
+        "fused_kernel": cpu_4bit_kernel() if fused else None,
+        "generic_layers": n_4bit - fused,
+        "generic_kernel": "bitsandbytes gemm_4bit (dequantize_4bit + torch matmul in the compute dtype)"
+        if n_4bit - fused else None,
+    }
 
 
 def first_forward(model: Any, ctx: PrepareContext, dtype: Any) -> None:
@@ -553,16 +573,25 @@ class BnbPath(PrecisionPath):
 
         info = inspect_bnb_model(model, bnb)
         verify_bnb_model(self.name, self.method, info, float_bytes)
-        generic = route_cpu_4bit_layers(model) if ctx.device == "cpu" and self.method != "int8" else []
+        cpu_4bit = ctx.device == "cpu" and self.method != "int8"
+        generic = route_cpu_4bit_layers(model, s["compute_dtype"]) if cpu_4bit else []
         details = self.describe(ctx, s, info, float_bytes, float_by_dtype, n_linear, source_note, attn)
-        if ctx.device == "cpu" and self.method != "int8":
+        if cpu_4bit:
             details["cpu_generic_4bit_layers"] = _names(generic)
-            details["cpu_generic_4bit_layers_reason"] = (
-                f"bitsandbytes' fused AVX512-BF16 4-bit kernel repacks weights and needs "
-                f"out_features % {CPU_4BIT_BLOCK_N} == 0 and in_features % blocksize == 0 ('N must be "
-                "divisible by block_n'); these layers stay 4-bit and run bitsandbytes' generic "
-                "dequantize + matmul (module.support_avx512bf16_for_cpu = False)"
-            )
+            if s["compute_dtype"] != "bfloat16" and has_avx512bf16():
+                details["cpu_generic_4bit_layers_reason"] = (
+                    f"compute dtype {s['compute_dtype']}: bitsandbytes' fused AVX512-BF16 4-bit kernel "
+                    "computes in bf16 only, so every 4-bit layer runs bitsandbytes' generic dequantize "
+                    f"+ matmul in {s['compute_dtype']} (module.support_avx512bf16_for_cpu = False)"
+                )
+            else:
+                details["cpu_generic_4bit_layers_reason"] = (
+                    f"bitsandbytes' fused AVX512-BF16 4-bit kernel repacks weights and needs "
+                    f"out_features % {CPU_4BIT_BLOCK_N} == 0 and in_features % blocksize == 0 ('N must be "
+                    "divisible by block_n'); these layers stay 4-bit and run bitsandbytes' generic "
+                    "dequantize + matmul (module.support_avx512bf16_for_cpu = False)"
+                )
+            details["cpu_4bit_kernel_as_run"] = cpu_4bit_kernel_as_run(len(generic), info["replaced_4bit_layers"])
         if weights_alloc_mb is not None:
             details["cuda_memory_allocated_after_load_mb"] = weights_alloc_mb
             details["cuda_memory_allocated_after_load_source"] = (
@@ -572,7 +601,7 @@ class BnbPath(PrecisionPath):
         # Serialized size first: state_dict() undoes bitsandbytes' CPU 4-bit repacking.
         prepared = torch_prepared(model, ctx, getattr(torch, s["float_dtype"]), details)
         as_run = info
-        if ctx.device == "cpu" and self.method != "int8" and has_avx512bf16():
+        if cpu_4bit and details["cpu_4bit_kernel_as_run"]["fused_layers"]:
             # bitsandbytes repacks 4-bit weights for its CPU kernel at the first forward (absmax to
             # bf16, double quantization undone): count the bytes the timed model holds.
             first_forward(model, ctx, getattr(torch, s["float_dtype"]))

@@ -268,7 +268,11 @@ def cpu_4bit_kernel() -> str:
         return "unknown"
     if getattr(ops, "gemm_4bit_forward_kernel", None) is not None:
         return "kernels-community gemm_4bit_forward (AVX512-BF16, bf16 compute)"
-    return "bitsandbytes gemv_4bit_inference_cpu (native, AVX512-BF16, bf16 compute)"
+    return (
+        "bitsandbytes gemv_4bit_inference_cpu (native fallback, AVX512-BF16, bf16 compute: "
+        "kernels-community gemm_4bit_forward did not load; it needs the `kernels` package and the "
+        "Hugging Face hub)"
+    )
 
 
 def cpu_int8_kernel() -> str:

@@ -55,7 +55,8 @@ from kit.paths.ort_support import (
 
 SANITY_SEED = 0x5A17  # the all-zero / NaN check's image: apart from every other seed
 CUDA_TIMING = ("session.run_with_iobinding with input and output bound on the GPU (no host copies); "
-               "ORT synchronises its stream at the end of each run")
+               "ORT synchronises its stream at the end of each run, so the host clock (perf_counter_ns) "
+               "times it: CUDA events on torch's stream would not see ORT's stream")
 CPU_TIMING = "session.run on a float32 numpy input (ORT reads it in place)"
 
 
@@ -289,6 +290,8 @@ def _prepared(session: Any, input_name: str, provider: str, model_path: Path, de
         weight_bytes=sum(by_dtype.values()),
         weight_bytes_by_dtype=by_dtype,
         close=close,
+        host_synchronous=provider != "CPUExecutionProvider",
+        device_allocator="torch" if provider == "CPUExecutionProvider" else "onnxruntime",
     )
 
 

@@ -216,10 +216,12 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             prepared = path.prepare(ctx)
             gc.collect()  # the float model a quantizing path started from is garbage by now
             memory.mark_prepared()
+            memory.device_allocator = prepared.device_allocator
             try:
                 candidate = prepared.run(fid_pixels)
                 timed_call = prepared.make_timed_call(pixels)
-                with LatencyTracker(profile.latency, device=cell.device, seed=opts.seed) as tracker:
+                timer_device = "cpu" if prepared.host_synchronous else cell.device
+                with LatencyTracker(profile.latency, device=timer_device, seed=opts.seed) as tracker:
                     latency = tracker.run(timed_call)
                 del timed_call
             finally:
@@ -286,7 +288,8 @@ def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile
             continue
         try:
             call = prepared.make_timed_call(example_inputs(spec, bs, seed=INPUT_SEED))
-            res = LatencyTracker(profile.sweep_latency, device=cell.device, seed=opts.seed).run(call)
+            timer_device = "cpu" if prepared.host_synchronous else cell.device
+            res = LatencyTracker(profile.sweep_latency, device=timer_device, seed=opts.seed).run(call)
             del call
         except Exception as exc:
             if _is_oom(exc):

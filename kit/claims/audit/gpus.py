@@ -18,8 +18,8 @@ Sources (vendor documents):
 - NVIDIA T4 Tensor Core GPU datasheet (2019): https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/tesla-t4/t4-tensor-core-datasheet-951643.pdf
 - NVIDIA A100 Tensor Core GPU datasheet (2021, 80GB SXM column):
   https://www.nvidia.com/content/dam/en-zz/Solutions/Data-Center/a100/pdf/nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf
-- NVIDIA H100 Tensor Core GPU datasheet (2023, SXM column; the datasheet's tensor figures are
-  with sparsity, dense = half): https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet
+- NVIDIA H100 Tensor Core GPU datasheet (2023, SXM and PCIe columns; the datasheet's tensor
+  figures are with sparsity, dense = half): https://resources.nvidia.com/en-us-tensor-core/nvidia-tensor-core-gpu-datasheet
 - NVIDIA H200 Tensor Core GPU datasheet (2024, SXM column; same compute as H100 SXM):
   https://nvdam.widen.net/s/nb5zzzsjdf/hpc-datasheet-sc23-h200-datasheet-3002446
 - NVIDIA L4 Tensor Core GPU datasheet (2023; figures with sparsity halved for dense):
@@ -123,6 +123,20 @@ GPUS: tuple[GpuSpec, ...] = (
         released="2022-09-20",
         source="NVIDIA H100 Tensor Core GPU datasheet (SXM; sparse figures halved)",
         note="H100 PCIe: 51 FP32, 756 FP16 dense, 2,000 GB/s",
+    ),
+    GpuSpec(
+        # torch names it "NVIDIA H100 PCIe": without this entry it would match the SXM card's
+        # higher peaks and a measured fraction of peak would read low.
+        name="NVIDIA H100 PCIe",
+        aliases=("h100 pcie",),
+        fp32_tflops=51.0,
+        tf32_tflops=378.0,
+        fp16_tensor_tflops=756.0,
+        int8_tensor_tops=1513.0,
+        bandwidth_gbs=2000.0,
+        memory_gb=80.0,
+        released="2022-09-20",
+        source="NVIDIA H100 Tensor Core GPU datasheet (PCIe column; sparse figures halved)",
     ),
     GpuSpec(
         name="NVIDIA H200 SXM",
