@@ -135,6 +135,41 @@ def test_export_cache_is_hit_the_second_time(cache_dir: Path) -> None:
     assert second.record["check"] == first.record["check"]
 
 
+def test_external_data_layout_exports_runs_and_converts_to_fp16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Models above EXTERNAL_DATA_THRESHOLD (64 MiB: every full-size model but the smallest) keep
+    # their weights in one .data file; tiny-vit is pushed over it here.
+    import kit.export.onnx_export as onnx_export
+    from kit.export.onnx_export import initializer_bytes_by_dtype, onnx_files
+    from kit.paths.onnxruntime import convert_fp16
+
+    spec = tiny_spec("vit")
+    fingerprint = weights_fingerprint(spec, "random", 0)
+    inline = get_or_export(spec, lambda: build_model(spec, "random", 0)[0], tmp_path / "inline", fingerprint)
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_THRESHOLD", 0)
+    external = get_or_export(spec, lambda: build_model(spec, "random", 0)[0], tmp_path / "external", fingerprint)
+    assert inline.record["external_data"] is False and external.record["external_data"] is True
+    files = onnx_files(external.onnx_path)
+    assert [p.name for p in files] == ["model.onnx", "model.onnx.data"] and all(p.is_file() for p in files)
+    assert initializer_bytes_by_dtype(external.onnx_path) == initializer_bytes_by_dtype(inline.onnx_path)
+    pixels = example_inputs(spec, 2, seed=5)
+    sessions = [ort.InferenceSession(str(e.onnx_path), providers=["CPUExecutionProvider"]) for e in (inline, external)]
+    outputs = [session.run(None, {"pixel_values": pixels})[0] for session in sessions]
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    half = tmp_path / "fp16" / "model.onnx"
+    half.parent.mkdir()
+    convert_fp16(external.onnx_path, half, external=True)
+    assert [p.name for p in onnx_files(half)] == ["model.onnx", "model.onnx.data"]
+    by_dtype = initializer_bytes_by_dtype(half)
+    assert by_dtype.get("float16", 0) > 0.9 * sum(by_dtype.values())
+    # The converter appends its input Casts out of topological order (onnx.checker refuses the
+    # graph); ORT sorts on load. Its CPU provider runs the graph here, as the CUDA provider would.
+    out16 = ort.InferenceSession(str(half), providers=["CPUExecutionProvider"]).run(None, {"pixel_values": pixels})[0]
+    assert out16.dtype == np.float32  # keep_io_types
+    assert compare_outputs(outputs[0], out16, classifier=True)["cosine"] >= 0.999
+
+
 # --------------------------------------------------------------------------- bad files
 
 

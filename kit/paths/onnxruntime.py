@@ -364,7 +364,11 @@ def convert_fp16(src: Path, dst: Path, external: bool) -> dict[str, Any]:
     model = onnx.load(str(src), load_external_data=True)
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
     del model
-    onnx.save_model(converted, str(dst), save_as_external_data=False)
+    if external:  # as the FP32 export: one external data file (see onnx_export.EXTERNAL_DATA_THRESHOLD)
+        onnx.save_model(converted, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data", size_threshold=1024)
+    else:
+        onnx.save_model(converted, str(dst))
     return {"converter": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
 
 

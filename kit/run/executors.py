@@ -41,7 +41,7 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
     # every finished cell).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ[CHILD_ENV] = "1"  # tells the memory tracker its peak RSS is this cell's alone
-    _quiet_library_progress_bars()
+    quiet_library_progress_bars()
     try:
         result = fn(*args)
         conn.send(("ok", result))
@@ -51,7 +51,7 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
         conn.close()
 
 
-def _quiet_library_progress_bars() -> None:
+def quiet_library_progress_bars() -> None:
     """transformers' and the hub's per-load progress bars would fill the run's log, cell after cell."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
