@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# qkit's GPU reference run, on a lent device machine (runs there, in the repository root).
+#
+# Here, once:       bash tools/gpu_wheels.sh
+# There, per call:  bash tools/gpu_session.sh STEP      (carry ".whl"; results come back under $OUT)
+#
+# STEP (each fits one 10-minute device call; run them in this order, the machine kept warm):
+#   check   torch, CUDA, bitsandbytes and `qkit env --check`; the cuda-marked tests
+#   run     the 16 models x torch FP32/FP16/BF16 + bnb INT8/NF4 on cuda (profile full) into
+#           results/reference/<machine>/; stops cleanly before RUN_S seconds (default 500) and
+#           resumes where it stopped when called again; packs the documents into $OUT
+#   bench   `python -m kit.bench_gpu` (FP16 ViT-H/14 batch 32 against the card's peak, bnb on CUDA)
+# Then, here: unpack $OUT/cells-*.tgz over the repo, `qkit validate` / `qkit report`, commit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STEP=${1:?usage: tools/gpu_session.sh check|run|bench}
+OUT=${OUT:-/tmp/qkit-out}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$PWD:$PYTHONPATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+qkit() { python3 -m kit.cli "$@"; }
+TAG=$(python3 -c 'from kit.run.reproduce import machine_tag; print(machine_tag())')
+DEST=results/reference/$TAG
+PATHS=torch-fp32,torch-fp16,torch-bf16,bnb-int8,bnb-nf4
+
+case $STEP in
+check)
+    nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,power.limit --format=csv || true
+    python3 -c 'import torch, bitsandbytes, transformers; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0), bitsandbytes.__version__, transformers.__version__)'
+    qkit env --check || true
+    python3 -m pytest -q -p no:cacheprovider -m cuda tests 2>&1 | tee "$OUT/cuda-tests.log"
+    ;;
+run)
+    # A cell in flight when the budget ends is killed and redone on the next call (resume).
+    timeout --signal=INT --kill-after=60 "${RUN_S:-500}" python3 -m kit.cli reproduce --devices cuda --paths "$PATHS" \
+        --profile "${PROFILE:-full}" --out "$DEST" 2>&1 | tee "$OUT/run.log" || true
+    tar czf "$OUT/cells-$TAG.tgz" "$DEST"
+    ;;
+bench)
+    python3 -m kit.bench_gpu --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log"
+    python3 -m kit.bench_bnb --device cuda --json "$OUT/bench_bnb_cuda.json" 2>&1 | tee -a "$OUT/bench.log"
+    ;;
+*)
+    echo "gpu_session: unknown step $STEP (check|run|bench)" >&2
+    exit 2
+    ;;
+esac
