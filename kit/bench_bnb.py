@@ -136,9 +136,9 @@ def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", ba
     from kit.measure.fidelity import compare_outputs
     from kit.models.build import example_inputs
     from kit.models.registry import get_model
-    from kit.run.executors import quiet_library_progress_bars
+    from kit.run.executors import quiet_library_output
 
-    quiet_library_progress_bars()
+    quiet_library_output()
     out = out or sys.stdout
     spec = get_model(model_id)
     fid = example_inputs(spec, fidelity_images, seed=1235)

@@ -332,3 +332,14 @@ def test_cuda_path_runs_and_records_memory(path_name: str, tmp_path: Any) -> Non
         assert d["proof"]["replaced_4bit_layers"] == 12
         assert f["cosine"] >= NF4_MIN_COSINE
     prepared.close()
+
+
+def test_the_kernel_fetch_notice_is_dropped_and_other_warnings_kept(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    bnb_support.quiet_import_notice()
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING, logger="bitsandbytes.backends.cpu.ops"):
+        log.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "no module")
+        log.warning("something else went wrong")
+    assert [r.getMessage() for r in caplog.records] == ["something else went wrong"]

@@ -61,6 +61,18 @@ def install_log_filter() -> Callable[[], None]:
     return remove
 
 
+# Logged by bitsandbytes (0.50) at import on an AVX512-BF16 CPU when the `kernels` package cannot
+# fetch its fused CPU 4-bit GEMM from the hub. Every cell imports bitsandbytes afresh in its own
+# process, so the run's log would repeat it per cell; the result records the kernel that ran
+# (``cpu_4bit_kernel`` / ``cpu_4bit_kernel_as_run``), which says the same.
+_KERNEL_FETCH_NOTICE = "Failed to load CPU gemm_4bit_forward from kernels-community"
+
+
+def quiet_import_notice() -> None:
+    """Drop bitsandbytes' per-import notice about its hub-fetched CPU kernel (see above)."""
+    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropMessage(_KERNEL_FETCH_NOTICE))
+
+
 def installed_version(dist: str) -> str | None:
     """Version of an installed distribution, without importing it; None when not installed."""
     from importlib.metadata import PackageNotFoundError, version

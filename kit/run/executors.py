@@ -41,7 +41,7 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
     # every finished cell).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ[CHILD_ENV] = "1"  # tells the memory tracker its peak RSS is this cell's alone
-    quiet_library_progress_bars()
+    quiet_library_output()
     try:
         result = fn(*args)
         conn.send(("ok", result))
@@ -51,9 +51,13 @@ def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
         conn.close()
 
 
-def quiet_library_progress_bars() -> None:
-    """transformers' and the hub's per-load progress bars would fill the run's log, cell after cell."""
+def quiet_library_output() -> None:
+    """transformers' and the hub's per-load progress bars, and bitsandbytes' per-import kernel
+    notice, would fill the run's log cell after cell; what they say is not lost (see each)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from kit.paths.bnb_support import quiet_import_notice
+
+    quiet_import_notice()
     try:
         from transformers.utils import logging as hf_logging
 
