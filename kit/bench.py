@@ -19,6 +19,7 @@ join when their module imports; ``gpu`` prints "skipped" with the reason where t
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import importlib
 import json
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH_MODEL = "vit-base-224-production"
+FULL_CPU_MATRIX_CELLS = 16 * 8  # 16 models x the 8 paths planned on CPU
 
 
 def _verdict(ok: bool) -> str:
@@ -138,13 +140,16 @@ def _run_cpu(results: Path, cpu_docs: list[dict[str, Any]]) -> dict[str, Any]:
     peak = max((d["memory"]["peak_mb"] for d in measured), default=0.0)
     slowest = sorted(measured, key=lambda d: -d.get("duration_s", 0))[:5]
     paths = sorted({d["cell"]["path"] for d in measured})
+    wall_s = (_dt.datetime.fromisoformat(ends[-1]) - _dt.datetime.fromisoformat(starts[0])).total_seconds()
     print(f"[run] {results}: {len(cpu_docs)} CPU cells ({len(measured)} measured) over paths {', '.join(paths)}; "
-          f"sum of cell times {total_s / 60:.1f} min (first start {starts[0]}, last end {ends[-1]}); "
+          f"sum of cell times {total_s / 60:.1f} min; wall from first start to last end {wall_s / 60:.1f} min "
+          f"(target <= 30 min for the full 16-model CPU matrix: "
+          f"{_verdict(wall_s <= 30 * 60) if len(cpu_docs) >= FULL_CPU_MATRIX_CELLS else 'n/a, not the full matrix'}); "
           f"peak RSS of any cell {peak / 1024:.2f} GiB (target < 16 GiB: {_verdict(peak < 16 * 1024)})")
     for d in slowest:
         c = d["cell"]
         print(f"      slowest: {c['model']} {c['path']}: {d['duration_s']:.0f} s")
-    return {"cells": len(cpu_docs), "sum_cell_s": total_s, "peak_rss_mb": peak}
+    return {"cells": len(cpu_docs), "sum_cell_s": total_s, "wall_s": wall_s, "peak_rss_mb": peak}
 
 
 def _run_cuda(results: Path, cuda_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:

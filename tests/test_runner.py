@@ -123,3 +123,15 @@ def test_summary_csv_has_the_study_columns_and_no_made_up_ones(tiny_run: Path) -
     assert float(bf16["speedup"]) > 0 and bf16["status"] == "ok"
     skipped = next(r for r in rows if r["device"] == "cuda")
     assert skipped["latency_ms"] == "" and "CUDA" in skipped["reason"]
+
+
+def test_bench_run_reads_a_run_and_judges_only_the_full_matrix(tiny_run: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from kit.bench import bench_run
+
+    figures = bench_run(tiny_run)
+    out = capsys.readouterr().out
+    assert figures["cells"] == 3 and figures["peak_rss_mb"] > 0
+    assert figures["sum_cell_s"] > 0 and figures["wall_s"] > 0
+    assert "n/a, not the full matrix" in out  # 3 cells: the 30-minute target is not judged
+    assert "3 CUDA cells, none measured: CUDA unavailable" in out
