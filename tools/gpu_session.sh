@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # qkit's GPU reference run, on a lent device machine (runs there, in the repository root).
 #
-# Here, once:       bash tools/gpu_wheels.sh
+# Here, once:       bash tools/gpu_wheels.sh   (.whl/ and .gpu-results/ are git-ignored: carry them)
 # There, per call:  bash tools/gpu_session.sh STEP      (carry ".whl"; results come back under $OUT)
 #
 # STEP (each fits one 10-minute device call; run them in this order, the machine kept warm):
 #   check   torch, CUDA, bitsandbytes and `qkit env --check`; the cuda-marked tests
 #   run     the 16 models x torch FP32/FP16/BF16 + bnb INT8/NF4 on cuda (profile full) into
-#           results/reference/<machine>/; stops cleanly before RUN_S seconds (default 500) and
-#           resumes where it stopped when called again; packs the documents into $OUT
+#           results/<machine>/ (git-ignored, so it stays on a warm machine between calls); stops
+#           cleanly before RUN_S seconds (default 500) and resumes where it stopped when called
+#           again; packs the documents into $OUT/cells-<machine>.tgz as results/reference/<machine>/.
+#           If the machine went back in between, carry that tarball in ".gpu-results/" and the
+#           next call unpacks it first and resumes from it.
 #   bench   `python -m kit.bench_gpu` (FP16 ViT-H/14 batch 32 against the card's peak, bnb on CUDA)
-# Then, here: unpack $OUT/cells-*.tgz over the repo, `qkit validate` / `qkit report`, commit.
+# Then, here: `tar xzf cells-<machine>.tgz` in the repository root, `qkit validate --results
+# results/reference/<machine>`, `qkit report`, commit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:?usage: tools/gpu_session.sh check|run|bench}
@@ -23,7 +27,7 @@ fi
 export PYTHONPATH=$PWD:$PYTHONPATH PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 qkit() { python3 -m kit.cli "$@"; }
 TAG=$(python3 -c 'from kit.run.reproduce import machine_tag; print(machine_tag())')
-DEST=results/reference/$TAG
+DEST=results/$TAG
 PATHS=torch-fp32,torch-fp16,torch-bf16,bnb-int8,bnb-nf4
 
 case $STEP in
@@ -34,10 +38,14 @@ check)
     python3 -m pytest -q -p no:cacheprovider -m cuda tests 2>&1 | tee "$OUT/cuda-tests.log"
     ;;
 run)
+    if [[ ! -d "$DEST/cells" ]] && compgen -G ".gpu-results/cells-$TAG.tgz" > /dev/null; then
+        mkdir -p "$DEST"
+        tar xzf ".gpu-results/cells-$TAG.tgz" -C "$DEST" --strip-components=3
+    fi
     # A cell in flight when the budget ends is killed and redone on the next call (resume).
     timeout --signal=INT --kill-after=60 "${RUN_S:-500}" python3 -m kit.cli reproduce --devices cuda --paths "$PATHS" \
         --profile "${PROFILE:-full}" --out "$DEST" 2>&1 | tee "$OUT/run.log" || true
-    tar czf "$OUT/cells-$TAG.tgz" "$DEST"
+    tar czf "$OUT/cells-$TAG.tgz" --exclude=_cache --transform "s,^$DEST,results/reference/$TAG," "$DEST"
     ;;
 bench)
     python3 -m kit.bench_gpu --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log"

@@ -14,7 +14,9 @@ for name in "${NAMES[@]}"; do
     pin=$(grep -i -E "^${name}==" constraints/cpu.txt) || { echo "gpu_wheels: $name is not pinned in constraints/cpu.txt" >&2; exit 2; }
     pins+=("$pin")
 done
-grep -qxF "/.whl/" .git/info/exclude 2>/dev/null || echo "/.whl/" >> .git/info/exclude
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
+grep -qxF "/.whl/" "$exclude" 2>/dev/null || echo "/.whl/" >> "$exclude"
 rm -rf .whl && mkdir .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
