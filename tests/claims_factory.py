@@ -61,7 +61,9 @@ def ok_result(model: str, path: str, *, device: str = "cuda", batch: int = 1, la
             {"cuda": {"max_memory_allocated_mb": peak_mb, "max_memory_reserved_mb": peak_mb,
                       "source": "synthetic test document"},
              "nvml": {"error": "synthetic test document: no NVML reading"}} if device == "cuda" else {})},
-        "math": {"tf32_matmul": False, "tf32_cudnn": False} if device == "cuda" else None,
+        "math": {"tf32_matmul": False, "tf32_cudnn": False,
+                 "gpu_clocks_after_timing": {"nvml_error": "synthetic test document: no NVML reading"}}
+        if device == "cuda" else None,
         "size": {"bytes": size_bytes, "mb": size_bytes / 2**20, "method": "safetensors"},
         "fidelity": {"reference": "torch-fp32", "inputs": "seeded", "max_abs_error": 0.0, "mean_abs_error": 0.0,
                      "cosine": 1.0},

@@ -61,6 +61,8 @@ def fake_pynvml(cards: list[dict[str, Any]]) -> types.ModuleType:
     m.nvmlDeviceGetPowerManagementLimit = lambda h: h["power_mw"]
     m.nvmlDeviceGetTemperature = lambda h, kind: 40
     m.nvmlDeviceGetMemoryInfo = lambda h: _Mem(h["used"], h["total"])
+    m.nvmlDeviceGetPowerUsage = lambda h: h["power_mw"] - 50_000
+    m.nvmlDeviceGetCurrentClocksThrottleReasons = lambda h: h.get("throttle", 0)  # the older name only
     return m
 
 
@@ -68,7 +70,7 @@ CARDS = [
     {"uuid": "GPU-aaaa", "name": "NVIDIA A100-SXM4-80GB", "used": 1 * MIB, "total": 80 * 1024 * MIB,
      "sm": 1410, "mem": 1593, "power_mw": 400_000},
     {"uuid": "GPU-bbbb", "name": "NVIDIA H100 80GB HBM3", "used": 5 * 1024 * MIB, "total": 80 * 1024 * MIB,
-     "sm": 1980, "mem": 2619, "power_mw": 700_000},
+     "sm": 1980, "mem": 2619, "power_mw": 700_000, "throttle": 0x4 | 0x20},
 ]
 
 
@@ -109,9 +111,22 @@ def test_environment_records_the_card_torch_uses(nvml: types.ModuleType, monkeyp
     assert gpu["nvml_device_matched_by"] == "uuid GPU-bbbb"
 
 
+def test_clocks_after_timing_read_the_card_and_name_its_throttle_reasons(
+    nvml: types.ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kit.measure.nvml.torch_device_uuid", lambda index: "GPU-bbbb")
+    clocks = environment.gpu_clocks_now(0)
+    assert clocks["sm_clock_mhz"] == 1980 and clocks["power_draw_w"] == 650.0
+    assert clocks["clock_event_reasons"] == ["sw_power_cap", "sw_thermal_slowdown"]
+    assert clocks["device_matched_by"] == "uuid GPU-bbbb"
+    nvml.nvmlDeviceGetCurrentClocksEventReasons = lambda h: 0x1  # the newer name wins where present
+    assert environment.gpu_clocks_now(0)["clock_event_reasons"] == ["gpu_idle"]
+
+
 def test_environment_says_why_nvml_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     assert "nvml_error" in environment._nvml_gpu(0)
+    assert "nvml_error" in environment.gpu_clocks_now(0)
     assert "not installed" in memory.nvml_used_mb(0)["error"]
 
 
@@ -258,7 +273,7 @@ def _cuda_doc(fake_cuda: FakeAllocator, monkeypatch: pytest.MonkeyPatch) -> dict
                                  **environment._nvml_gpu(0)}
     doc["environment"]["cuda"] = {"available": True, "torch_cuda_build": "12.1", "cudnn": 8902}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    doc["math"] = environment.math_settings()
+    doc["math"] = {**environment.math_settings(), "gpu_clocks_after_timing": environment.gpu_clocks_now(0)}
     return doc
 
 
@@ -277,6 +292,8 @@ def test_cuda_cell_document_passes_the_schema_and_needs_its_gpu_record(
         "no card name": lambda d: d["environment"]["gpu"].pop("name"),
         "no clocks and no reason": lambda d: d["environment"]["gpu"].pop("sm_clock_mhz"),
         "no tf32 flags": lambda d: d["math"].pop("tf32_matmul"),
+        "no clocks after timing": lambda d: d["math"].pop("gpu_clocks_after_timing"),
+        "clocks without reasons": lambda d: d["math"]["gpu_clocks_after_timing"].pop("clock_event_reasons"),
         "no max allocated": lambda d: d["memory"]["cuda"].pop("max_memory_allocated_mb"),
     }.items():
         bad = copy.deepcopy(doc)

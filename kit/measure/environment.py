@@ -106,6 +106,52 @@ def _nvml_gpu(index: int) -> dict[str, Any]:
         return {"nvml_error": f"{type(exc).__name__}: {exc}"}
 
 
+# NVML clock event ("throttle") reason bits, as nvml.h defines them (names without the prefix).
+_CLOCK_EVENT_BITS = {
+    0x1: "gpu_idle",
+    0x2: "applications_clocks_setting",
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal_slowdown",
+    0x40: "hw_thermal_slowdown",
+    0x80: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+
+
+def gpu_clocks_now(index: int) -> dict[str, Any]:
+    """The card's clocks, power and clock-event (throttle) reasons at this moment, from NVML.
+
+    Read right after a cell's timed loop, these say what the card ran at under load; the
+    environment's clocks are read when the process starts, usually at idle clocks.
+    """
+    try:
+        import pynvml
+
+        from kit.measure.nvml import nvml_handle
+
+        pynvml.nvmlInit()
+        h, matched = nvml_handle(pynvml, index)
+        # nvidia-ml-py 12.535+ names it "ClocksEventReasons"; older releases only "ThrottleReasons".
+        reasons_fn = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        if reasons_fn is None:
+            reasons_fn = pynvml.nvmlDeviceGetCurrentClocksThrottleReasons
+        bits = int(reasons_fn(h))
+        return {
+            "sm_clock_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM),
+            "mem_clock_mhz": pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_MEM),
+            "power_draw_w": pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            "temperature_c": pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU),
+            "clock_event_reasons": [name for bit, name in _CLOCK_EVENT_BITS.items() if bits & bit],
+            "clock_event_bits": bits,
+            "device_matched_by": matched,
+            "source": "NVML, read right after the timed loop",
+        }
+    except Exception as exc:  # pynvml missing, no driver, or a call this driver lacks: say so
+        return {"nvml_error": f"{type(exc).__name__}: {exc}"}
+
+
 def _text(value: Any) -> str:
     """NVML strings are bytes in older pynvml releases."""
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -175,6 +175,16 @@ def _is_oom(exc: BaseException) -> bool:
     return name in ("OutOfMemoryError", "MemoryError") or "out of memory" in str(exc).lower()
 
 
+def _gpu_clocks_after_timing(device: str) -> dict[str, Any] | None:
+    if device != "cuda":
+        return None
+    import torch
+
+    from kit.measure.environment import gpu_clocks_now
+
+    return gpu_clocks_now(torch.cuda.current_device())
+
+
 def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str, Any]:
     from kit.measure.compute import compute_section
     from kit.measure.environment import math_settings
@@ -223,6 +233,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
                 timer_device = "cpu" if prepared.host_synchronous else cell.device
                 with LatencyTracker(profile.latency, device=timer_device, seed=opts.seed) as tracker:
                     latency = tracker.run(timed_call)
+                clocks = _gpu_clocks_after_timing(cell.device)
                 del timed_call
             finally:
                 sweep = _batch_sweep(prepared, spec, cell, opts, profile) if opts.batch_sweep else None
@@ -237,6 +248,8 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
     )
     p50 = latency.stats["p50"]
     math = math_settings()
+    if clocks is not None:
+        math["gpu_clocks_after_timing"] = clocks
     gpu = doc["environment"].get("gpu")
     compute = compute_section(
         spec, None, cell.batch_size, p50, gpu["name"] if gpu else None, path=cell.path,
