@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{','.join(DEFAULT_PATHS)}, plus {','.join(CPU_VARIANTS)} on cpu)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
-    paths = default_paths(args.device) if args.paths is None else tuple(p for p in args.paths.split(",") if p)
+    paths = None if args.paths is None else tuple(p for p in args.paths.split(",") if p)
     result = bench_bnb(args.model, args.device, args.batch, paths, seconds=args.seconds)
     if args.json:
         with open(args.json, "w") as fh:

@@ -83,12 +83,9 @@ def cpu_info() -> dict[str, Any]:
 
 def _nvml_gpu(index: int) -> dict[str, Any]:
     try:
-        import pynvml
+        from kit.measure.nvml import open_device
 
-        from kit.measure.nvml import nvml_handle
-
-        pynvml.nvmlInit()
-        h, matched = nvml_handle(pynvml, index)
+        pynvml, h, matched = open_device(index)
         return {
             "nvml_device_matched_by": matched,
             "nvml_name": _text(pynvml.nvmlDeviceGetName(h)),
@@ -127,12 +124,9 @@ def gpu_clocks_now(index: int) -> dict[str, Any]:
     environment's clocks are read when the process starts, usually at idle clocks.
     """
     try:
-        import pynvml
+        from kit.measure.nvml import open_device
 
-        from kit.measure.nvml import nvml_handle
-
-        pynvml.nvmlInit()
-        h, matched = nvml_handle(pynvml, index)
+        pynvml, h, matched = open_device(index)
         # nvidia-ml-py 12.535+ names it "ClocksEventReasons"; older releases only "ThrottleReasons".
         reasons_fn = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
         if reasons_fn is None:

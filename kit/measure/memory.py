@@ -32,16 +32,11 @@ def peak_rss_mb() -> float:
     return peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
-def nvml_used_mb(device_index: int = 0) -> dict[str, Any] | None:
-    try:
-        import pynvml
-    except ImportError:
-        return {"error": "NVML unavailable: nvidia-ml-py (pynvml) is not installed (pip install 'qkit[gpu]')"}
-    try:
-        from kit.measure.nvml import nvml_handle
+def nvml_used_mb(device_index: int = 0) -> dict[str, Any]:
+    from kit.measure.nvml import open_device
 
-        pynvml.nvmlInit()
-        handle, matched = nvml_handle(pynvml, device_index)
+    try:
+        pynvml, handle, matched = open_device(device_index)
         info = pynvml.nvmlDeviceGetMemoryInfo(handle)
         return {
             "used_mb": info.used / MIB,
@@ -52,6 +47,8 @@ def nvml_used_mb(device_index: int = 0) -> dict[str, Any] | None:
             ),
             "device_matched_by": matched,
         }
+    except ImportError:
+        return {"error": "NVML unavailable: nvidia-ml-py (pynvml) is not installed (pip install 'qkit[gpu]')"}
     except Exception as exc:  # NVML missing or driver mismatch: record, don't fail the cell
         return {"error": f"NVML unavailable: {exc}"}
 

@@ -51,3 +51,16 @@ def nvml_handle(pynvml: Any, index: int, uuid: str | None = None) -> tuple[Any, 
     return pynvml.nvmlDeviceGetHandleByIndex(index), (
         f"index {index} (unverified: CUDA_VISIBLE_DEVICES={visible} and no UUID match)"
     )
+
+
+def open_device(index: int) -> tuple[Any, Any, str]:
+    """(pynvml, handle, how it was matched) for torch's CUDA device ``index``, NVML initialised.
+
+    Raises ImportError without nvidia-ml-py and NVML's own errors without a driver; each caller
+    records those its own way.
+    """
+    import pynvml
+
+    pynvml.nvmlInit()
+    handle, matched = nvml_handle(pynvml, index)
+    return pynvml, handle, matched
