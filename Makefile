@@ -51,7 +51,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check kit tests
-	$(VENV)/bin/ruff format --check kit tests || true
+	$(VENV)/bin/ruff format --check kit tests
 
 bench: $(STAMP)
 	$(PY) -m kit.bench

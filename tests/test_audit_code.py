@@ -29,11 +29,17 @@ def findings():
 
 
 def _matching(findings, rule: str, claim_id: str, *words: str):
-    return [f for f in findings if f.rule == rule and claim_id in {r.id for r in f.claims}
-            and all(w in f.message + " " + f.evidence for w in words)]
+    return [
+        f
+        for f in findings
+        if f.rule == rule
+        and claim_id in {r.id for r in f.claims}
+        and all(w in f.message + " " + f.evidence for w in words)
+    ]
 
 
 # ------------------------------------------------------------------------ the real seeds
+
 
 @pytest.mark.parametrize(
     ("rule", "claim_id", "severity", "words"),
@@ -43,8 +49,12 @@ def _matching(findings, rule: str, claim_id: str, *words: str):
         # ... and never moved to CUDA, where bitsandbytes quantizes
         ("method.code", "003.impl.int8_code", "warning", ("left on the CPU", ".cuda()")),
         # calibrate_quantization "collects activation statistics" and keeps nothing
-        ("method.code", "003.impl.int8_calibration_code", "warning", ("calibration that records nothing",
-                                                                       "needs no calibration")),
+        (
+            "method.code",
+            "003.impl.int8_calibration_code",
+            "warning",
+            ("calibration that records nothing", "needs no calibration"),
+        ),
         # autocast around an already .half() model
         ("method.code", "003.impl.fp16_inference_code", "warning", ("autocast on a half model",)),
         # GradScaler on a pure-FP16 model, and an undefined criterion
@@ -53,8 +63,12 @@ def _matching(findings, rule: str, claim_id: str, *words: str):
         # QuantizedModelServer: torch.load of a pickled model, INT8 on the CPU, 224 px warm-up
         ("method.code", "003.deploy.server_code", "warning", ("torch.load", "weights_only")),
         ("method.code", "003.deploy.server_code", "error", ("INT8 model returned on the CPU",)),
-        ("method.code", "003.deploy.server_code", "error", ("224", "vit-base-384-production",
-                                                            "deit-base-distilled-384-edge", "mobilevit-xxs-edge")),
+        (
+            "method.code",
+            "003.deploy.server_code",
+            "error",
+            ("224", "vit-base-384-production", "deit-base-distilled-384-edge", "mobilevit-xxs-edge"),
+        ),
         # nvFuser, a busy loop, and a mixed-precision recipe that touches nothing
         ("method.code", "003.hw.kernel_fusion_code", "info", ("fuser2",)),
         ("method.code", "003.hw.adaptive_batch_code", "warning", ("never ends",)),
@@ -62,14 +76,26 @@ def _matching(findings, rule: str, claim_id: str, *words: str):
         ("method.code", "003.accuracy.mixed_precision_code", "warning", ("single nn.Linear",)),
         # the Validation Protocol: prints, never fails; 5% is below the study's own noise
         ("method.code", "003.validation.protocol_code", "warning", ("cannot fail",)),
-        ("provenance.validation_tolerance", "003.validation.tolerance", "warning", ("5%", "6.1%",
-                                                                                   "vit_huge_fp16_speedup")),
+        (
+            "provenance.validation_tolerance",
+            "003.validation.tolerance",
+            "warning",
+            ("5%", "6.1%", "vit_huge_fp16_speedup"),
+        ),
         # Reproducibility Guidelines: Python 3.12 with torch 2.1, unpinned pip, scripts not provided
         ("provenance.version_compat", "003.reproduce.python", "error", ("3.12", "2.1")),
-        ("provenance.reproduction_recipe", "003.reproduce.install", "warning", ("without versions", "2.1.0",
-                                                                               "0.42.0", "transformers")),
-        ("provenance.reproduction_recipe", "003.reproduce.scripts", "warning",
-         ("comprehensive_quantization_manager.py", "generate_analysis_report.py", "provided codebase")),
+        (
+            "provenance.reproduction_recipe",
+            "003.reproduce.install",
+            "warning",
+            ("without versions", "2.1.0", "0.42.0", "transformers"),
+        ),
+        (
+            "provenance.reproduction_recipe",
+            "003.reproduce.scripts",
+            "warning",
+            ("comprehensive_quantization_manager.py", "generate_analysis_report.py", "provided codebase"),
+        ),
         # "2026 Quantization Roadmap" whose "immediate" Q1-Q2 2025 ends 10 days after the data
         ("provenance.planned_dates", "003.roadmap.immediate", "warning", ("2025-06-20", "10 days", "2026")),
         ("provenance.planned_dates", "002.future.near_term", "warning", ("2024", "2025-06-20")),
@@ -86,11 +112,11 @@ def _matching(findings, rule: str, claim_id: str, *words: str):
         ("provenance.distribution_claims", "002.cloud.sla", "warning", ("99.5%",)),
     ],
 )
-def test_reviewer_finding_is_raised(findings, rule: str, claim_id: str, severity: str,
-                                    words: tuple[str, ...]) -> None:
+def test_reviewer_finding_is_raised(findings, rule: str, claim_id: str, severity: str, words: tuple[str, ...]) -> None:
     hits = _matching(findings, rule, claim_id, *words)
     assert hits, f"missing {rule} on {claim_id} {words}: " + "; ".join(
-        f"[{f.severity}] {f.message}" for f in findings if f.rule == rule)
+        f"[{f.severity}] {f.message}" for f in findings if f.rule == rule
+    )
     assert severity in {f.severity for f in hits}, [f.severity for f in hits]
 
 
@@ -112,12 +138,35 @@ def test_what_holds_is_not_flagged(findings) -> None:
 
 # ---------------------------------------------------------------- the checks one by one
 
-def _claim(cid: str, metric: str, value: Any, text: str = "", section: str = "Code", item: str | None = None,
-           source: str = "900_code.txt", **extra: Any) -> dict[str, Any]:
+
+def _claim(
+    cid: str,
+    metric: str,
+    value: Any,
+    text: str = "",
+    section: str = "Code",
+    item: str | None = None,
+    source: str = "900_code.txt",
+    **extra: Any,
+) -> dict[str, Any]:
     subject: dict[str, Any] = {"kind": "study", **({"item": item} if item else {})}
-    return {"id": cid, "source_file": source, "section": section, "text": text or str(value), "subject": subject,
-            "metric": metric, "value": value, "unit": "", "published_label": None, "kit_path": None,
-            "device": None, "batch_size": None, "supported": False, "unsupported_reason": "test", **extra}
+    return {
+        "id": cid,
+        "source_file": source,
+        "section": section,
+        "text": text or str(value),
+        "subject": subject,
+        "metric": metric,
+        "value": value,
+        "unit": "",
+        "published_label": None,
+        "kit_path": None,
+        "device": None,
+        "batch_size": None,
+        "supported": False,
+        "unsupported_reason": "test",
+        **extra,
+    }
 
 
 def _code_hits(code: str, extra: list[dict[str, Any]] | None = None) -> list[str]:
@@ -148,34 +197,59 @@ def apply_int8_quantization(model):
     [
         ("weights not copied", BNB_BAD, BNB_GOOD),
         ("left on the CPU", BNB_BAD, BNB_GOOD),
-        ("INT8 model returned on the CPU",
-         "if p == 'int8':\n    return apply_int8_quantization(model)\n",
-         "if p == 'int8':\n    return apply_int8_quantization(model.cuda())\n"),
-        ("calibration that records nothing",
-         "def calibrate(model, loader):\n    for b in loader:\n        _ = model(b)\n        # Collect stats\n",
-         "def calibrate(model, loader):\n    h = model.register_forward_hook(obs)\n    for b in loader:\n"
-         "        _ = model(b)\n"),
-        ("GradScaler on a half model", "model = model.half().cuda()\nscaler = GradScaler()\n",
-         "model = model.cuda()\nscaler = GradScaler()\n"),
-        ("autocast on a half model", "model = model.half().cuda()\nwith autocast():\n    y = model(x)\n",
-         "model = model.cuda()\nwith autocast():\n    y = model(x)\n"),
-        ("undefined loss function", "def step(x, y):\n    loss = criterion(model(x), y)\n",
-         "def step(x, y, criterion):\n    loss = criterion(model(x), y)\n"),
-        ("torch.load of a pickled model", "model = torch.load(path)\n",
-         "model.load_state_dict(torch.load(path, weights_only=True))\n"),
-        ("MultiheadAttention", "if isinstance(m, nn.MultiheadAttention):\n    m.half()\n",
-         "if isinstance(m, nn.LayerNorm):\n    m.float()\n"),
-        ("single nn.Linear", "elif isinstance(module, nn.Linear):\n    # INT8\n    apply_int8_quantization(module)\n",
-         "elif isinstance(module, nn.Linear):\n    pass\napply_int8_quantization(model)\n"),
-        ("cannot fail",
-         "def validate_results(r, tolerance=0.05):\n    if bad:\n        print(f'Validation failed {r}')\n",
-         "def validate_results(r, tolerance=0.05):\n    if bad:\n        raise AssertionError(f'failed {r}')\n"),
-        ("never ends",
-         "def grow(b, limit):\n    while get_memory_usage() < limit:\n        b *= 2\n    return b // 2\n",
-         "def grow(b, limit):\n    while get_memory_usage() < limit:\n        b *= 2\n        run(b)\n"
-         "    return b // 2\n"),
-        ("fuser2", 'with torch.jit.fuser("fuser2"):\n    m = torch.jit.script(model)\n',
-         "m = torch.compile(model)\n"),
+        (
+            "INT8 model returned on the CPU",
+            "if p == 'int8':\n    return apply_int8_quantization(model)\n",
+            "if p == 'int8':\n    return apply_int8_quantization(model.cuda())\n",
+        ),
+        (
+            "calibration that records nothing",
+            "def calibrate(model, loader):\n    for b in loader:\n        _ = model(b)\n        # Collect stats\n",
+            "def calibrate(model, loader):\n    h = model.register_forward_hook(obs)\n    for b in loader:\n"
+            "        _ = model(b)\n",
+        ),
+        (
+            "GradScaler on a half model",
+            "model = model.half().cuda()\nscaler = GradScaler()\n",
+            "model = model.cuda()\nscaler = GradScaler()\n",
+        ),
+        (
+            "autocast on a half model",
+            "model = model.half().cuda()\nwith autocast():\n    y = model(x)\n",
+            "model = model.cuda()\nwith autocast():\n    y = model(x)\n",
+        ),
+        (
+            "undefined loss function",
+            "def step(x, y):\n    loss = criterion(model(x), y)\n",
+            "def step(x, y, criterion):\n    loss = criterion(model(x), y)\n",
+        ),
+        (
+            "torch.load of a pickled model",
+            "model = torch.load(path)\n",
+            "model.load_state_dict(torch.load(path, weights_only=True))\n",
+        ),
+        (
+            "MultiheadAttention",
+            "if isinstance(m, nn.MultiheadAttention):\n    m.half()\n",
+            "if isinstance(m, nn.LayerNorm):\n    m.float()\n",
+        ),
+        (
+            "single nn.Linear",
+            "elif isinstance(module, nn.Linear):\n    # INT8\n    apply_int8_quantization(module)\n",
+            "elif isinstance(module, nn.Linear):\n    pass\napply_int8_quantization(model)\n",
+        ),
+        (
+            "cannot fail",
+            "def validate_results(r, tolerance=0.05):\n    if bad:\n        print(f'Validation failed {r}')\n",
+            "def validate_results(r, tolerance=0.05):\n    if bad:\n        raise AssertionError(f'failed {r}')\n",
+        ),
+        (
+            "never ends",
+            "def grow(b, limit):\n    while get_memory_usage() < limit:\n        b *= 2\n    return b // 2\n",
+            "def grow(b, limit):\n    while get_memory_usage() < limit:\n        b *= 2\n        run(b)\n"
+            "    return b // 2\n",
+        ),
+        ("fuser2", 'with torch.jit.fuser("fuser2"):\n    m = torch.jit.script(model)\n', "m = torch.compile(model)\n"),
     ],
 )
 def test_code_check_fires_on_the_defect_and_not_on_the_fix(check: str, bad: str, good: str) -> None:
@@ -184,9 +258,16 @@ def test_code_check_fires_on_the_defect_and_not_on_the_fix(check: str, bad: str,
 
 
 def _cells(models: list[str], source: str = "900_code.txt") -> list[dict[str, Any]]:
-    return [{**_claim(f"900.lat.{m}", "latency_ms", 5.0, f"{m} 5.00", source=source),
-             "subject": {"kind": "cell", "model": m}, "kit_path": "torch-fp32", "device": "cuda", "batch_size": 1}
-            for m in models]
+    return [
+        {
+            **_claim(f"900.lat.{m}", "latency_ms", 5.0, f"{m} 5.00", source=source),
+            "subject": {"kind": "cell", "model": m},
+            "kit_path": "torch-fp32",
+            "device": "cuda",
+            "batch_size": 1,
+        }
+        for m in models
+    ]
 
 
 def test_fixed_input_size_names_the_models_that_take_another_size() -> None:
@@ -200,8 +281,13 @@ def test_fixed_input_size_names_the_models_that_take_another_size() -> None:
     sized = "x = torch.randn(1, 3, 224, 224)\nx = resize(x, model.config.image_size)\n"
     assert not any("fixed input size" in m for m in _code_hits(sized, _cells(["vit-base-384-production"])))
     # MobileViT alone runs (convolutional): a warning, not an error
-    f = [f for f in run_audit([_claim("900.code", "method_description", warm), *_cells(["mobilevit-xxs-edge"])],
-                              rules=["method.code"]) if "fixed input size" in f.message]
+    f = [
+        f
+        for f in run_audit(
+            [_claim("900.code", "method_description", warm), *_cells(["mobilevit-xxs-edge"])], rules=["method.code"]
+        )
+        if "fixed input size" in f.message
+    ]
     assert f and f[0].severity == "warning"
 
 
@@ -222,8 +308,9 @@ def test_period_parsing() -> None:
 
 
 def test_planned_dates() -> None:
-    past = _claim("900.plan.now", "planned_period", ["2025-Q1", "2025-Q2"], "Immediate (Q1-Q2 2025)",
-                  "Future / 2026 Roadmap")
+    past = _claim(
+        "900.plan.now", "planned_period", ["2025-Q1", "2025-Q2"], "Immediate (Q1-Q2 2025)", "Future / 2026 Roadmap"
+    )
     later = _claim("900.plan.later", "planned_period", ["2025-Q3", "2026"], "Next (Q3 2025-2026)")
     hits = _prov("provenance.planned_dates", [STAMP, past, later])
     assert [f.claims[0].id for f in hits] == ["900.plan.now"]
@@ -235,8 +322,9 @@ def test_reproduction_recipe() -> None:
     torch_v = _claim("900.sw.torch", "software_version", "2.1.0", item="torch")
     py = _claim("900.sw.py", "software_version", "3.11", item="python", section="Reproduce")
     loose = _claim("900.install", "install_command", "pip install torch transformers", section="Reproduce")
-    pinned = _claim("900.install", "install_command", "pip install torch==2.1.0 transformers==4.35.2",
-                    section="Reproduce")
+    pinned = _claim(
+        "900.install", "install_command", "pip install torch==2.1.0 transformers==4.35.2", section="Reproduce"
+    )
     hits = _prov("provenance.reproduction_recipe", [torch_v, py, loose])
     assert len(hits) == 1 and "torch 2.1.0" in hits[0].message and "cannot install" not in hits[0].message
     assert not _prov("provenance.reproduction_recipe", [torch_v, py, pinned])
@@ -264,10 +352,14 @@ def test_unmeasured_hardware() -> None:
 
 def test_validation_tolerance() -> None:
     tol = _claim("900.val.tol", "validation_tolerance", 0.05, "validate(r, tolerance=0.05)", "Validation")
-    ratio = {**_claim("900.val.speedup", "speedup", 2.5, "'speedup': 2.50", "Validation"),
-             "subject": {"kind": "cell", "model": "vit-huge-patch14-2020"}, "kit_path": "torch-fp16",
-             "comparability": "relative", "supported": True,
-             "tolerance": {"kind": "relative", "value": 0.15, "reason": "two latencies, each +-10%"}}
+    ratio = {
+        **_claim("900.val.speedup", "speedup", 2.5, "'speedup': 2.50", "Validation"),
+        "subject": {"kind": "cell", "model": "vit-huge-patch14-2020"},
+        "kit_path": "torch-fp16",
+        "comparability": "relative",
+        "supported": True,
+        "tolerance": {"kind": "relative", "value": 0.15, "reason": "two latencies, each +-10%"},
+    }
     hits = _prov("provenance.validation_tolerance", [tol, ratio])
     assert hits and "speedup" in hits[0].message
     wide = {**tol, "value": 0.2}

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.claims.audit import AuditInputError, Study, run_audit
-from kit.claims.audit.commands import audit, findings_document, validate_document
 from kit.claims.audit.engine import (
     RULES,
     Hit,
@@ -30,6 +29,8 @@ from kit.claims.audit.engine import (
     run_rules,
 )
 from kit.claims.load import ClaimFile, ClaimsError, ClaimSet, parse_claim_file
+from kit.cli import main
+from kit.commands.audit import findings_document, validate_document
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_audit_synth import synthetic_docs
@@ -78,12 +79,18 @@ def test_rules_are_registered_with_family_severity_and_convention() -> None:
     rules = load_rules()
     assert len(rules) >= 40
     families = {r.family for r in rules.values()}
-    assert families == {"arithmetic", "statistics", "consistency", "physics", "method", "provenance",
-                        "placeholders"}
+    assert families == {"arithmetic", "statistics", "consistency", "physics", "method", "provenance", "placeholders"}
     for r in rules.values():
         assert r.summary and r.convention, r.id
-        assert r.id.split(".")[0] in ("arith", "stats", "consistency", "physics", "method", "provenance",
-                                      "placeholders")
+        assert r.id.split(".")[0] in (
+            "arith",
+            "stats",
+            "consistency",
+            "physics",
+            "method",
+            "provenance",
+            "placeholders",
+        )
 
 
 def test_a_rule_that_raises_becomes_an_error_finding() -> None:
@@ -116,8 +123,16 @@ def test_registering_an_unknown_family_or_severity_fails() -> None:
         [{"id": "001.a", "metric": "x", "source_file": "001_a.txt", "subject": {"kind": "cell"}}],  # no value
         [{"id": "001.a", "metric": "x", "value": 1, "subject": {"kind": "cell"}}],  # no source file
         [{"id": "001.a", "metric": "x", "value": 1, "source_file": "f", "subject": "cell"}],
-        [{"id": "001.a", "metric": "x", "value": 1, "source_file": "f", "subject": {"kind": "cell"},
-          "batch_size": "one"}],
+        [
+            {
+                "id": "001.a",
+                "metric": "x",
+                "value": 1,
+                "source_file": "f",
+                "subject": {"kind": "cell"},
+                "batch_size": "one",
+            }
+        ],
         {"source_file": "001_a.txt", "claims": "nope"},
     ],
 )
@@ -155,7 +170,7 @@ def _write(tmp: Path, docs: list[dict[str, Any]]) -> Path:
 def test_cli_clean_study_exits_0_and_writes_valid_json(tmp_path: Path) -> None:
     d = _write(tmp_path, synthetic_docs())
     out = tmp_path / "out" / "findings.json"
-    res = CliRunner().invoke(audit, ["--expected", str(d), "--json", str(out)])
+    res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(out)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     schema = json.loads((SCHEMAS / "findings.schema.json").read_text())
@@ -171,7 +186,7 @@ def test_cli_defect_exits_1_with_table_and_sources(tmp_path: Path) -> None:
             c["value"], c["text"] = "3.13", "Python 3.13"
     d = _write(tmp_path, docs)
     out = tmp_path / "f.json"
-    res = CliRunner().invoke(audit, ["--expected", str(d), "--json", str(out)])
+    res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(out)])
     assert res.exit_code == 1, res.output
     assert "provenance.version_compat" in res.output
     assert "101.sw.python [101_bbbb.txt / Software]" in res.output  # claim id + seed file + section
@@ -186,13 +201,13 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, content: str) -> None:
     d = tmp_path / "expected"
     d.mkdir()
     (d / "001_ab.json").write_text(content)
-    res = CliRunner().invoke(audit, ["--expected", str(d)])
+    res = CliRunner().invoke(main, ["audit", "--expected", str(d)])
     assert res.exit_code == 2
     assert res.output.count("\n") == 1 and res.output.startswith("qkit audit: error:")
 
 
 def test_cli_missing_directory_exit_2(tmp_path: Path) -> None:
-    res = CliRunner().invoke(audit, ["--expected", str(tmp_path / "nope")])
+    res = CliRunner().invoke(main, ["audit", "--expected", str(tmp_path / "nope")])
     assert res.exit_code == 2 and res.output.count("\n") == 1
 
 
@@ -200,7 +215,7 @@ def test_cli_unwritable_json_exit_2(tmp_path: Path) -> None:
     d = _write(tmp_path, synthetic_docs())
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    res = CliRunner().invoke(audit, ["--expected", str(d), "--json", str(blocker / "sub" / "f.json")])
+    res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(blocker / "sub" / "f.json")])
     assert res.exit_code == 2 and "cannot write" in res.output
 
 
@@ -209,24 +224,76 @@ def test_findings_document_rejects_a_multi_line_message() -> None:
     doc = findings_document([], study, "x")
     assert validate_document(doc) is None
     bad = copy.deepcopy(doc)
-    bad["findings"] = [{"rule": "a.b", "family": "physics", "severity": "error", "message": "two\nlines",
-                        "evidence": "", "convention": "", "claims": []}]
+    bad["findings"] = [
+        {
+            "rule": "a.b",
+            "family": "physics",
+            "severity": "error",
+            "message": "two\nlines",
+            "evidence": "",
+            "convention": "",
+            "claims": [],
+        }
+    ]
     assert validate_document(bad) is not None
 
 
 # ----------------------------------------------------------------------------- hypothesis
 
-METRICS = ["latency_ms", "throughput_sps", "peak_memory_mb", "model_size_mb", "speedup", "memory_reduction_pct",
-           "parameters", "size_category", "simulated_accuracy", "top1_accuracy_pct", "top1_accuracy_delta_pp",
-           "throughput_change_pct", "experiment_count", "model_count", "row_count", "measured_iterations",
-           "software_version", "hardware", "timestamp", "category_members", "category_model_count",
-           "method_description", "method_row_count", "instances_required", "savings_usd_per_month",
-           "savings_usd_per_year", "roi_pct", "cost_usd", "patch_size", "architecture_label", "column_names",
-           "batch_sizes", "success_rate_pct", "dataset", "center_crop_px", "sla_pct_under_10ms"]
+METRICS = [
+    "latency_ms",
+    "throughput_sps",
+    "peak_memory_mb",
+    "model_size_mb",
+    "speedup",
+    "memory_reduction_pct",
+    "parameters",
+    "size_category",
+    "simulated_accuracy",
+    "top1_accuracy_pct",
+    "top1_accuracy_delta_pp",
+    "throughput_change_pct",
+    "experiment_count",
+    "model_count",
+    "row_count",
+    "measured_iterations",
+    "software_version",
+    "hardware",
+    "timestamp",
+    "category_members",
+    "category_model_count",
+    "method_description",
+    "method_row_count",
+    "instances_required",
+    "savings_usd_per_month",
+    "savings_usd_per_year",
+    "roi_pct",
+    "cost_usd",
+    "patch_size",
+    "architecture_label",
+    "column_names",
+    "batch_sizes",
+    "success_rate_pct",
+    "dataset",
+    "center_crop_px",
+    "sla_pct_under_10ms",
+]
 MODELS = ["vit-huge-patch14-2020", "dinov2-base-2023", "mobilevit-xxs-edge", "deit-tiny-ultra-efficient", "nope"]
 PATHS = ["torch-fp32", "torch-fp16", "bnb-int8", "bnb-nf4", "torch-int8-dynamic", "mystery"]
-AGGS = ["mean", "median", "std", "min", "max", "percentile", "range", "all_within", "at_least", "at_most", "top",
-        "leader"]
+AGGS = [
+    "mean",
+    "median",
+    "std",
+    "min",
+    "max",
+    "percentile",
+    "range",
+    "all_within",
+    "at_least",
+    "at_most",
+    "top",
+    "leader",
+]
 
 finite = st.floats(min_value=-1e9, max_value=1e12, allow_nan=False, allow_infinity=False)
 scalar = st.one_of(finite, st.integers(-10, 10**9), st.text(string.printable, max_size=12), st.booleans())
@@ -247,11 +314,19 @@ def claims_strategy(draw: Any, source: str) -> dict[str, Any]:
         value = draw(st.one_of(scalar, st.lists(scalar, min_size=1, max_size=5)))
     else:
         a = draw(st.sampled_from(AGGS))
-        paths = draw(st.one_of(st.sampled_from(PATHS), st.lists(st.sampled_from(PATHS), min_size=1, max_size=3,
-                                                                 unique=True)))
-        subject = {"kind": "aggregate", "aggregate": a, "how": "generated",
-                   "over": {"metric": draw(st.sampled_from(METRICS)), "kit_path": paths,
-                            "models": draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=4, unique=True))}}
+        paths = draw(
+            st.one_of(st.sampled_from(PATHS), st.lists(st.sampled_from(PATHS), min_size=1, max_size=3, unique=True))
+        )
+        subject = {
+            "kind": "aggregate",
+            "aggregate": a,
+            "how": "generated",
+            "over": {
+                "metric": draw(st.sampled_from(METRICS)),
+                "kit_path": paths,
+                "models": draw(st.lists(st.sampled_from(MODELS), min_size=1, max_size=4, unique=True)),
+            },
+        }
         if a == "std":
             subject["params"] = {"ddof": draw(st.sampled_from([0, 1]))}
         if a == "percentile":
@@ -268,24 +343,42 @@ def claims_strategy(draw: Any, source: str) -> dict[str, Any]:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     return {
         "id": f"{source[:3]}.c{draw(st.integers(0, 10**9))}",
-        "section": draw(words), "text": draw(words), "subject": subject, "metric": metric, "value": value,
-        "unit": "", "published_label": draw(st.one_of(st.none(), words)),
+        "section": draw(words),
+        "text": draw(words),
+        "subject": subject,
+        "metric": metric,
+        "value": value,
+        "unit": "",
+        "published_label": draw(st.one_of(st.none(), words)),
         "kit_path": draw(st.one_of(st.none(), st.sampled_from(PATHS))),
-        "device": draw(st.sampled_from([None, "cpu", "cuda"])), "batch_size": draw(st.sampled_from([None, 1, 8])),
-        "tolerance": {"kind": "relative", "value": 0.1, "reason": "gen"} if numeric else
-        {"kind": "exact", "value": 0, "reason": "gen"},
-        "comparability": "portable", "supported": True, "unsupported_reason": None,
+        "device": draw(st.sampled_from([None, "cpu", "cuda"])),
+        "batch_size": draw(st.sampled_from([None, 1, 8])),
+        "tolerance": {"kind": "relative", "value": 0.1, "reason": "gen"}
+        if numeric
+        else {"kind": "exact", "value": 0, "reason": "gen"},
+        "comparability": "portable",
+        "supported": True,
+        "unsupported_reason": None,
     }
 
 
 @st.composite
 def claim_docs(draw: Any) -> list[dict[str, Any]]:
     docs = []
-    for source, gpu in (("100_aa.txt", "NVIDIA GeForce RTX 4090"), ("101_bb.txt", draw(st.sampled_from(
-            ["NVIDIA GeForce RTX 4090", "NVIDIA T4", "unknown card"])))):
+    for source, gpu in (
+        ("100_aa.txt", "NVIDIA GeForce RTX 4090"),
+        ("101_bb.txt", draw(st.sampled_from(["NVIDIA GeForce RTX 4090", "NVIDIA T4", "unknown card"]))),
+    ):
         claims = draw(st.lists(claims_strategy(source), min_size=1, max_size=12, unique_by=lambda c: c["id"]))
-        docs.append({"schema_version": "1", "source_file": source, "title": "t",
-                     "published_hardware": {"gpu": gpu}, "claims": claims})
+        docs.append(
+            {
+                "schema_version": "1",
+                "source_file": source,
+                "title": "t",
+                "published_hardware": {"gpu": gpu},
+                "claims": claims,
+            }
+        )
     return docs
 
 
@@ -305,8 +398,9 @@ def test_generated_claim_sets_never_crash_a_rule(docs: list[dict[str, Any]]) -> 
 
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-              st.text(max_size=8)),
+    st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
     max_leaves=20,
 )
@@ -324,9 +418,19 @@ def _mutate(doc: Any, path: list[Any], value: Any) -> Any:
 
 
 BASE = synthetic_docs()[1]
-TARGETS = [[], ["claims"], ["claims", 0], ["claims", 0, "subject"], ["claims", 0, "value"],
-           ["claims", 0, "subject", "over"], ["claims", 3, "subject", "params"], ["published_hardware"],
-           ["claims", 0, "id"], ["claims", 0, "subject", "over", "models"], ["claims", 1, "batch_size"]]
+TARGETS = [
+    [],
+    ["claims"],
+    ["claims", 0],
+    ["claims", 0, "subject"],
+    ["claims", 0, "value"],
+    ["claims", 0, "subject", "over"],
+    ["claims", 3, "subject", "params"],
+    ["published_hardware"],
+    ["claims", 0, "id"],
+    ["claims", 0, "subject", "over", "models"],
+    ["claims", 1, "batch_size"],
+]
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -41,8 +41,14 @@ def test_unknown_family_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "model_id",
-    ["vit-base-224-production", "deit-base-distilled-384-edge", "dinov2-base-2023", "beit-base-pt22k-2021",
-     "dino-vits16-production", "mobilevit-xxs-edge"],
+    [
+        "vit-base-224-production",
+        "deit-base-distilled-384-edge",
+        "dinov2-base-2023",
+        "beit-base-pt22k-2021",
+        "dino-vits16-production",
+        "mobilevit-xxs-edge",
+    ],
 )
 def test_flops_match_torch_flop_counter(model_id: str) -> None:
     torch = pytest.importorskip("torch")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from kit.claims.audit import counts, run_audit
-from kit.claims.audit.commands import findings_document, validate_document
 from kit.claims.audit.engine import Study
+from kit.commands.audit import findings_document, validate_document
 
 EXPECTED = Path(__file__).resolve().parents[1] / "expected"
 
@@ -67,7 +67,8 @@ def test_no_rule_crashes_and_json_is_valid(audited) -> None:
 def test_reviewer_findings_are_caught(audited, rule: str, words: tuple[str, ...]) -> None:
     _study, findings = audited
     assert _has(findings, rule, *words), f"missing {rule} {words}: " + "; ".join(
-        f.message for f in findings if f.rule == rule)
+        f.message for f in findings if f.rule == rule
+    )
 
 
 @pytest.mark.parametrize(

@@ -71,15 +71,36 @@ def _fmt(x: float, nd: int) -> str:
     return f"{x:.{nd}f}"
 
 
-def claim(cid: str, section: str, text: str, subject: dict[str, Any], metric: str, value: Any, unit: str = "",
-          label: str | None = None, path: str | None = None, device: str | None = None,
-          batch: int | None = None, table: tuple[str, str, str] | None = None) -> dict[str, Any]:
+def claim(
+    cid: str,
+    section: str,
+    text: str,
+    subject: dict[str, Any],
+    metric: str,
+    value: Any,
+    unit: str = "",
+    label: str | None = None,
+    path: str | None = None,
+    device: str | None = None,
+    batch: int | None = None,
+    table: tuple[str, str, str] | None = None,
+) -> dict[str, Any]:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     c: dict[str, Any] = {
-        "id": cid, "section": section, "text": text, "subject": subject, "metric": metric, "value": value,
-        "unit": unit, "published_label": label, "kit_path": path, "device": device, "batch_size": batch,
+        "id": cid,
+        "section": section,
+        "text": text,
+        "subject": subject,
+        "metric": metric,
+        "value": value,
+        "unit": unit,
+        "published_label": label,
+        "kit_path": path,
+        "device": device,
+        "batch_size": batch,
         "tolerance": TOL if numeric else {"kind": "exact", "value": 0, "reason": "a label"},
-        "comparability": "hardware-bound" if device else "portable", "supported": True,
+        "comparability": "hardware-bound" if device else "portable",
+        "supported": True,
         "unsupported_reason": None,
     }
     if table:
@@ -87,31 +108,73 @@ def claim(cid: str, section: str, text: str, subject: dict[str, Any], metric: st
     return c
 
 
-def cell(cid: str, section: str, model: str, metric: str, value: float, nd: int, label: str, unit: str,
-         table: str | None = None) -> dict[str, Any]:
+def cell(
+    cid: str,
+    section: str,
+    model: str,
+    metric: str,
+    value: float,
+    nd: int,
+    label: str,
+    unit: str,
+    table: str | None = None,
+) -> dict[str, Any]:
     text = f"{model} {_fmt(value, nd)} [column {label}]"
-    return claim(cid, section, text, {"kind": "cell", "model": model}, metric, _r(value, nd), unit, label,
-                 PATHS.get(label), "cuda", 1, (table, model, label) if table else None)
+    return claim(
+        cid,
+        section,
+        text,
+        {"kind": "cell", "model": model},
+        metric,
+        _r(value, nd),
+        unit,
+        label,
+        PATHS.get(label),
+        "cuda",
+        1,
+        (table, model, label) if table else None,
+    )
 
 
-def agg(cid: str, section: str, text: str, kind: str, metric: str, paths: str | list[str], models: list[str],
-        value: Any, how: str = "computed from the rows", params: dict | None = None, label: str | None = None):
-    subject: dict[str, Any] = {"kind": "aggregate", "aggregate": kind,
-                               "over": {"metric": metric, "kit_path": paths, "models": models}, "how": how}
+def agg(
+    cid: str,
+    section: str,
+    text: str,
+    kind: str,
+    metric: str,
+    paths: str | list[str],
+    models: list[str],
+    value: Any,
+    how: str = "computed from the rows",
+    params: dict | None = None,
+    label: str | None = None,
+):
+    subject: dict[str, Any] = {
+        "kind": "aggregate",
+        "aggregate": kind,
+        "over": {"metric": metric, "kit_path": paths, "models": models},
+        "how": how,
+    }
     if params:
         subject["params"] = params
     return claim(cid, section, text, subject, metric, value, "", label, None, "cuda", 1)
 
 
-def study(cid: str, section: str, text: str, metric: str, value: Any, item: str | None = None,
-          unit: str = "") -> dict[str, Any]:
+def study(
+    cid: str, section: str, text: str, metric: str, value: Any, item: str | None = None, unit: str = ""
+) -> dict[str, Any]:
     subject = {"kind": "study", **({"item": item} if item else {})}
     return claim(cid, section, text, subject, metric, value, unit)
 
 
 def _doc(source: str, title: str, gpu: str, claims: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"schema_version": "1", "source_file": source, "title": title,
-            "published_hardware": {"gpu": gpu, "memory_gb": 24}, "claims": claims}
+    return {
+        "schema_version": "1",
+        "source_file": source,
+        "title": title,
+        "published_hardware": {"gpu": gpu, "memory_gb": 24},
+        "claims": claims,
+    }
 
 
 def main_doc(ex: dict) -> dict[str, Any]:
@@ -122,20 +185,55 @@ def main_doc(ex: dict) -> dict[str, Any]:
             r = ex[m][label]
             claims.append(cell(f"100.lat.{m}.{label}", lat_t, m, "latency_ms", r["latency_ms"], 2, label, "ms", lat_t))
             claims.append(cell(f"100.sp.{m}.{label}", lat_t, m, "speedup", r["speedup"], 2, label, "x", lat_t))
-            claims.append(cell(f"100.mem.{m}.{label}", mem_t, m, "peak_memory_mb", r["peak_memory_mb"], 2, label,
-                               "MB", mem_t))
-            claims.append(cell(f"100.red.{m}.{label}", mem_t, m, "memory_reduction_pct", r["memory_reduction_pct"],
-                               2, label, "%", mem_t))
-            claims.append(cell(f"100.thr.{m}.{label}", thr_t, m, "throughput_sps", r["throughput_sps"], 2, label,
-                               "samples/s", thr_t))
+            claims.append(
+                cell(f"100.mem.{m}.{label}", mem_t, m, "peak_memory_mb", r["peak_memory_mb"], 2, label, "MB", mem_t)
+            )
+            claims.append(
+                cell(
+                    f"100.red.{m}.{label}",
+                    mem_t,
+                    m,
+                    "memory_reduction_pct",
+                    r["memory_reduction_pct"],
+                    2,
+                    label,
+                    "%",
+                    mem_t,
+                )
+            )
+            claims.append(
+                cell(
+                    f"100.thr.{m}.{label}",
+                    thr_t,
+                    m,
+                    "throughput_sps",
+                    r["throughput_sps"],
+                    2,
+                    label,
+                    "samples/s",
+                    thr_t,
+                )
+            )
             if label != "fp32":
                 gain = 100 * (r["throughput_sps"] / ex[m]["fp32"]["throughput_sps"] - 1)
-                claims.append(cell(f"100.gain.{m}.{label}", thr_t, m, "throughput_change_pct", gain, 1, label, "%",
-                                   thr_t))
+                claims.append(
+                    cell(f"100.gain.{m}.{label}", thr_t, m, "throughput_change_pct", gain, 1, label, "%", thr_t)
+                )
     # the same latency printed again in a second, coarser table
     for m in MODELS:
-        claims.append(cell(f"100.again.{m}", "Summary table", m, "latency_ms", ex[m]["fp16"]["latency_ms"], 1,
-                           "fp16", "ms", "Summary table"))
+        claims.append(
+            cell(
+                f"100.again.{m}",
+                "Summary table",
+                m,
+                "latency_ms",
+                ex[m]["fp16"]["latency_ms"],
+                1,
+                "fp16",
+                "ms",
+                "Summary table",
+            )
+        )
     return _doc(MAIN, "Synthetic results", GPU, claims)
 
 
@@ -150,42 +248,133 @@ def summary_doc(ex: dict) -> dict[str, Any]:
     red16 = _stat_rows(ex, "memory_reduction_pct", "fp16")
     lat16 = _stat_rows(ex, "latency_ms", "fp16")
     c: list[dict[str, Any]] = [
-        agg("101.sp.mean", sec, f"- Mean: {sp.mean():.2f}x", "mean", "speedup", "torch-fp16", MODELS,
-            _r(sp.mean(), 2)),
-        agg("101.sp.median", sec, f"- Median: {np.median(sp):.2f}x", "median", "speedup", "torch-fp16", MODELS,
-            _r(float(np.median(sp)), 2)),
-        agg("101.sp.std", sec, f"- Std: {sp.std(ddof=1):.2f}", "std", "speedup", "torch-fp16", MODELS,
-            _r(float(sp.std(ddof=1)), 2), params={"ddof": 1}),
-        agg("101.sp.p95", sec, f"- 95th percentile: {np.percentile(sp, 95):.2f}x", "percentile", "speedup",
-            "torch-fp16", MODELS, _r(float(np.percentile(sp, 95)), 2), params={"percentile": 95, "method": "linear"}),
-        agg("101.sp.range", sec, f"- Range: {sp.min():.2f}x - {sp.max():.2f}x", "range", "speedup", "torch-fp16",
-            MODELS, [_r(sp.min(), 2), _r(sp.max(), 2)]),
-        agg("101.red8.mean", sec, f"- INT8 mean reduction: {red8.mean():.1f}%", "mean", "memory_reduction_pct",
-            "bnb-int8", MODELS, _r(red8.mean(), 1)),
-        agg("101.red16.within", sec, f"- FP16 saves {math.floor(red16.min())}-{math.ceil(red16.max())}%",
-            "all_within", "memory_reduction_pct", "torch-fp16", MODELS,
-            [math.floor(red16.min()), math.ceil(red16.max())]),
-        agg("101.sp.atleast", sec, f"- FP16 is at least {math.floor(sp.min() * 10) / 10:.1f}x faster", "at_least",
-            "speedup", "torch-fp16", MODELS, math.floor(sp.min() * 10) / 10),
-        agg("101.lat.atmost", sec, f"- FP16 under {math.ceil(lat16.max())} ms", "at_most", "latency_ms",
-            "torch-fp16", MODELS, float(math.ceil(lat16.max()))),
+        agg("101.sp.mean", sec, f"- Mean: {sp.mean():.2f}x", "mean", "speedup", "torch-fp16", MODELS, _r(sp.mean(), 2)),
+        agg(
+            "101.sp.median",
+            sec,
+            f"- Median: {np.median(sp):.2f}x",
+            "median",
+            "speedup",
+            "torch-fp16",
+            MODELS,
+            _r(float(np.median(sp)), 2),
+        ),
+        agg(
+            "101.sp.std",
+            sec,
+            f"- Std: {sp.std(ddof=1):.2f}",
+            "std",
+            "speedup",
+            "torch-fp16",
+            MODELS,
+            _r(float(sp.std(ddof=1)), 2),
+            params={"ddof": 1},
+        ),
+        agg(
+            "101.sp.p95",
+            sec,
+            f"- 95th percentile: {np.percentile(sp, 95):.2f}x",
+            "percentile",
+            "speedup",
+            "torch-fp16",
+            MODELS,
+            _r(float(np.percentile(sp, 95)), 2),
+            params={"percentile": 95, "method": "linear"},
+        ),
+        agg(
+            "101.sp.range",
+            sec,
+            f"- Range: {sp.min():.2f}x - {sp.max():.2f}x",
+            "range",
+            "speedup",
+            "torch-fp16",
+            MODELS,
+            [_r(sp.min(), 2), _r(sp.max(), 2)],
+        ),
+        agg(
+            "101.red8.mean",
+            sec,
+            f"- INT8 mean reduction: {red8.mean():.1f}%",
+            "mean",
+            "memory_reduction_pct",
+            "bnb-int8",
+            MODELS,
+            _r(red8.mean(), 1),
+        ),
+        agg(
+            "101.red16.within",
+            sec,
+            f"- FP16 saves {math.floor(red16.min())}-{math.ceil(red16.max())}%",
+            "all_within",
+            "memory_reduction_pct",
+            "torch-fp16",
+            MODELS,
+            [math.floor(red16.min()), math.ceil(red16.max())],
+        ),
+        agg(
+            "101.sp.atleast",
+            sec,
+            f"- FP16 is at least {math.floor(sp.min() * 10) / 10:.1f}x faster",
+            "at_least",
+            "speedup",
+            "torch-fp16",
+            MODELS,
+            math.floor(sp.min() * 10) / 10,
+        ),
+        agg(
+            "101.lat.atmost",
+            sec,
+            f"- FP16 under {math.ceil(lat16.max())} ms",
+            "at_most",
+            "latency_ms",
+            "torch-fp16",
+            MODELS,
+            float(math.ceil(lat16.max())),
+        ),
     ]
     top = [MODELS[i] for i in np.argsort(-sp)[:3]]
     c.append(agg("101.sp.top", sec, "top 3 FP16 speedups", "top", "speedup", "torch-fp16", MODELS, top))
     for tier, members in TIERS.items():
         key = tier.split()[0].lower()
         vals = {m: ex[m]["fp16"]["speedup"] for m in members}
-        c.append(agg(f"101.leader.{key}", "Leaders", f"{key} leader", "leader", "speedup", "torch-fp16", members,
-                     max(vals, key=vals.get)))
-        c.append(study(f"101.cat.{key}.count", "Model Categories", f"**{tier}:** ({len(members)} listed)",
-                       "category_model_count", len(members), tier, "count"))
-        c.append(study(f"101.cat.{key}.members", "Model Categories", f"**{tier}:**", "category_members", members,
-                       tier))
+        c.append(
+            agg(
+                f"101.leader.{key}",
+                "Leaders",
+                f"{key} leader",
+                "leader",
+                "speedup",
+                "torch-fp16",
+                members,
+                max(vals, key=vals.get),
+            )
+        )
+        c.append(
+            study(
+                f"101.cat.{key}.count",
+                "Model Categories",
+                f"**{tier}:** ({len(members)} listed)",
+                "category_model_count",
+                len(members),
+                tier,
+                "count",
+            )
+        )
+        c.append(study(f"101.cat.{key}.members", "Model Categories", f"**{tier}:**", "category_members", members, tier))
         for m in members:
             p = get_model(m).real_params
             mill = float(f"{p / 1e6:.3g}")
-            c.append(claim(f"101.cat.{key}.{m}.params", "Model Categories", f"- {m} ({mill:g}M)",
-                           {"kind": "cell", "model": m}, "parameters", mill * 1e6, "params"))
+            c.append(
+                claim(
+                    f"101.cat.{key}.{m}.params",
+                    "Model Categories",
+                    f"- {m} ({mill:g}M)",
+                    {"kind": "cell", "model": m},
+                    "parameters",
+                    mill * 1e6,
+                    "params",
+                )
+            )
     mean_sp = float(sp.mean())
     n32 = 6
     n16 = math.ceil(n32 / mean_sp)
@@ -195,9 +384,22 @@ def summary_doc(ex: dict) -> dict[str, Any]:
         study("101.experiments", "Overview", "- 36 experiments", "experiment_count", 36, unit="count"),
         study("101.csv.rows", "Data", "results.csv (37 rows)", "row_count", 37, "results.csv", "rows"),
         study("101.csv.experiments", "Data", "results.csv: 36 experiments", "experiment_count", 36, "results.csv"),
-        study("101.csv.columns", "Data", "columns", "column_names",
-              ["model_name", "precision", "latency_ms", "throughput_sps", "peak_memory_mb", "speedup",
-               "memory_reduction_pct"], "results.csv"),
+        study(
+            "101.csv.columns",
+            "Data",
+            "columns",
+            "column_names",
+            [
+                "model_name",
+                "precision",
+                "latency_ms",
+                "throughput_sps",
+                "peak_memory_mb",
+                "speedup",
+                "memory_reduction_pct",
+            ],
+            "results.csv",
+        ),
         study("101.iterations", "Protocol", "- 1000 iterations", "measured_iterations", 1000, unit="iterations"),
         study("101.warmup", "Protocol", "- 100 warmup", "warmup_iterations", 100, unit="iterations"),
         study("101.success", "Overview", "- Success rate: 100%", "success_rate_pct", 100, unit="%"),
@@ -208,16 +410,32 @@ def summary_doc(ex: dict) -> dict[str, Any]:
         study("101.hw", "Hardware", f"- GPU: {GPU}", "hardware", GPU, "gpu"),
         study("101.timestamp", "Header", "Timestamp: 1725000000", "timestamp", 1725000000, unit="unix s"),
         study("101.updated", "Footer", "Last updated: September 2024", "timestamp", "2024-09"),
-        study("101.method.int8", "Methods", "INT8: LLM.int8 via bitsandbytes", "method_description",
-              "LLM.int8 (vector-wise INT8 with FP16 outliers) via bitsandbytes", "int8_bitsandbytes"),
-        study("101.cost.fp32", "Costs", f"| g5 | {n32} instances | {n16} instances | $1,000 | $12,000 | [fp32]",
-              "instances_required", n32, "g5"),
-        study("101.cost.fp16", "Costs", f"| g5 | {n32} instances | {n16} instances | $1,000 | $12,000 | [fp16]",
-              "instances_required", n16, "g5"),
-        study("101.cost.monthly", "Costs", "| g5 | $1,000 | $12,000 | [monthly]", "savings_usd_per_month", 1000,
-              "g5"),
-        study("101.cost.annual", "Costs", "| g5 | $1,000 | $12,000 | [annual]", "savings_usd_per_year", 12000,
-              "g5"),
+        study(
+            "101.method.int8",
+            "Methods",
+            "INT8: LLM.int8 via bitsandbytes",
+            "method_description",
+            "LLM.int8 (vector-wise INT8 with FP16 outliers) via bitsandbytes",
+            "int8_bitsandbytes",
+        ),
+        study(
+            "101.cost.fp32",
+            "Costs",
+            f"| g5 | {n32} instances | {n16} instances | $1,000 | $12,000 | [fp32]",
+            "instances_required",
+            n32,
+            "g5",
+        ),
+        study(
+            "101.cost.fp16",
+            "Costs",
+            f"| g5 | {n32} instances | {n16} instances | $1,000 | $12,000 | [fp16]",
+            "instances_required",
+            n16,
+            "g5",
+        ),
+        study("101.cost.monthly", "Costs", "| g5 | $1,000 | $12,000 | [monthly]", "savings_usd_per_month", 1000, "g5"),
+        study("101.cost.annual", "Costs", "| g5 | $1,000 | $12,000 | [annual]", "savings_usd_per_year", 12000, "g5"),
         study("101.tco.cost", "Costs", "- Development cost: $50,000", "cost_usd", 50000),
         study("101.tco.gain", "Costs", "- Cost reduction: $100,000/year", "savings_usd_per_year", 100000),
         study("101.tco.roi", "Costs", "- ROI: 500% over 3 years", "roi_pct", 500, "3 years"),
@@ -235,8 +453,19 @@ def side_doc() -> dict[str, Any]:
 
     def c(cid: str, metric: str, value: float, nd: int, label: str, path: str, device: str | None) -> dict:
         text = f"| {metric} | {_fmt(value, nd)} |"
-        return claim(cid, sec, text, {"kind": "cell", "model": m}, metric, _r(value, nd), "", label, path, device,
-                     1 if device else None)
+        return claim(
+            cid,
+            sec,
+            text,
+            {"kind": "cell", "model": m},
+            metric,
+            _r(value, nd),
+            "",
+            label,
+            path,
+            device,
+            1 if device else None,
+        )
 
     lat32, lat8 = 12.0 + fc.flops / 4e12 * 1e3, 40.0
     claims = [
@@ -251,8 +480,14 @@ def side_doc() -> dict[str, Any]:
         c("102.patch", "patch_size", 16, 0, "original", None, None),
         study("102.dataset", "Data", "ImageNet-1k validation", "dataset", "ImageNet-1k"),
         study("102.crop", "Data", "center crop 224", "center_crop_px", 224),
-        study("102.method", "Method", "torch.ao.quantization.quantize_dynamic on CPU", "method_description",
-              "torch.ao.quantization.quantize_dynamic(model, {nn.Linear}) on the CPU", "dynamic quantization"),
+        study(
+            "102.method",
+            "Method",
+            "torch.ao.quantization.quantize_dynamic on CPU",
+            "method_description",
+            "torch.ao.quantization.quantize_dynamic(model, {nn.Linear}) on the CPU",
+            "dynamic quantization",
+        ),
         study("102.sw.torch", "Software", "PyTorch 2.0.1", "software_version", "2.0.1", "torch"),
         study("102.sw.tv", "Software", "torchvision 0.15.2", "software_version", "0.15.2", "torchvision"),
         study("102.sw.py", "Software", "Python 3.10", "software_version", "3.10", "python"),
@@ -367,16 +602,40 @@ def m_stats_ranking(d):
 
 
 def m_stats_mixed_paths(d):
-    add(d, SUMMARY, agg("101.mixed", "Statistics", "- avg speedup 1.00x", "mean", "speedup",
-                        ["torch-fp16", "bnb-int8"], MODELS, round(float(np.mean(
-                            [_exact()[m][p]["speedup"] for m in MODELS for p in ("fp16", "int8_bitsandbytes")])), 2)))
+    add(
+        d,
+        SUMMARY,
+        agg(
+            "101.mixed",
+            "Statistics",
+            "- avg speedup 1.00x",
+            "mean",
+            "speedup",
+            ["torch-fp16", "bnb-int8"],
+            MODELS,
+            round(
+                float(np.mean([_exact()[m][p]["speedup"] for m in MODELS for p in ("fp16", "int8_bitsandbytes")])), 2
+            ),
+        ),
+    )
 
 
 def m_stats_baseline(d):
     ex = _exact()
-    add(d, SUMMARY, agg("101.withbase", "Statistics", "- avg", "mean", "speedup", ["torch-fp32", "torch-fp16"],
-                        MODELS, round(float(np.mean([ex[m][p]["speedup"] for m in MODELS for p in ("fp32", "fp16")])),
-                                      2)))
+    add(
+        d,
+        SUMMARY,
+        agg(
+            "101.withbase",
+            "Statistics",
+            "- avg",
+            "mean",
+            "speedup",
+            ["torch-fp32", "torch-fp16"],
+            MODELS,
+            round(float(np.mean([ex[m][p]["speedup"] for m in MODELS for p in ("fp32", "fp16")])), 2),
+        ),
+    )
 
 
 def m_cons_cell_values(d):
@@ -393,13 +652,33 @@ def m_cons_category_threshold(d):
 
 
 def m_cons_category_membership(d):
-    add(d, MAIN, claim("100.tier", "Tiers", "| vit-base-224-production | Edge |", {"kind": "cell",
-                       "model": "vit-base-224-production"}, "size_category", "Edge Models"))
+    add(
+        d,
+        MAIN,
+        claim(
+            "100.tier",
+            "Tiers",
+            "| vit-base-224-production | Edge |",
+            {"kind": "cell", "model": "vit-base-224-production"},
+            "size_category",
+            "Edge Models",
+        ),
+    )
 
 
 def m_cons_category_bands(d):
-    add(d, MAIN, study("100.cat.edge", "Tiers", "**Edge Models (<50M params):** (3)", "category_model_count", 3,
-                       "Edge Models (<50M params)"))
+    add(
+        d,
+        MAIN,
+        study(
+            "100.cat.edge",
+            "Tiers",
+            "**Edge Models (<50M params):** (3)",
+            "category_model_count",
+            3,
+            "Edge Models (<50M params)",
+        ),
+    )
 
 
 def m_cons_model_list(d):
@@ -425,8 +704,7 @@ def m_phys_unit(d):
     set_value(d, f"100.mem.{BIG}.fp32", v)
     set_value(d, f"100.red.{BIG}.fp16", round(100 * (1 - find(d, f"100.mem.{BIG}.fp16")["value"] / v), 2))
     for label in ("int8_bitsandbytes", "int4_nf4"):
-        set_value(d, f"100.red.{BIG}.{label}",
-                  round(100 * (1 - find(d, f"100.mem.{BIG}.{label}")["value"] / v), 2))
+        set_value(d, f"100.red.{BIG}.{label}", round(100 * (1 - find(d, f"100.mem.{BIG}.{label}")["value"] / v), 2))
 
 
 def m_phys_model_size(d):
@@ -460,8 +738,18 @@ def m_method_device(d):
 
 
 def m_method_label_conflict(d):
-    add(d, SUMMARY, study("101.method.int8code", "Code", "quantize_dynamic(...)", "method_description",
-                          "torch.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)", "int8"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.method.int8code",
+            "Code",
+            "quantize_dynamic(...)",
+            "method_description",
+            "torch.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)",
+            "int8",
+        ),
+    )
 
 
 def m_method_indistinguishable(d):
@@ -469,8 +757,18 @@ def m_method_indistinguishable(d):
 
 
 def m_method_row_label(d):
-    add(d, SUMMARY, study("101.rows.int8", "Methods", "- Bitsandbytes Int8 Success: 18 models", "method_row_count",
-                          18, "Bitsandbytes Int8 Success"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.rows.int8",
+            "Methods",
+            "- Bitsandbytes Int8 Success: 18 models",
+            "method_row_count",
+            18,
+            "Bitsandbytes Int8 Success",
+        ),
+    )
 
 
 def m_method_accuracy(d):
@@ -479,10 +777,18 @@ def m_method_accuracy(d):
 
 
 def m_method_code(d):
-    add(d, SUMMARY, study("101.code", "Code", "bnb.Linear8bitLt(child.in_features, child.out_features)",
-                          "method_description",
-                          "setattr(module, name, bnb.Linear8bitLt(child.in_features, child.out_features, "
-                          "has_fp16_weights=False))", "int8 code"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.code",
+            "Code",
+            "bnb.Linear8bitLt(child.in_features, child.out_features)",
+            "method_description",
+            "setattr(module, name, bnb.Linear8bitLt(child.in_features, child.out_features, has_fp16_weights=False))",
+            "int8 code",
+        ),
+    )
 
 
 def m_prov_compat(d):
@@ -520,23 +826,58 @@ def m_prov_success(d):
 
 def m_prov_planned(d):
     # the synthetic timestamp is 2024-08-30: a Q1-Q2 2024 "immediate" plan was already past
-    add(d, SUMMARY, study("101.roadmap.immediate", "Future / 2025 Roadmap", "**Immediate (Q1-Q2 2024):**",
-                          "planned_period", ["2024-Q1", "2024-Q2"], "Immediate"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.roadmap.immediate",
+            "Future / 2025 Roadmap",
+            "**Immediate (Q1-Q2 2024):**",
+            "planned_period",
+            ["2024-Q1", "2024-Q2"],
+            "Immediate",
+        ),
+    )
 
 
 def m_prov_recipe(d):
-    add(d, SUMMARY, study("101.reproduce.install", "Reproduce", "pip install torch bitsandbytes", "install_command",
-                          "pip install torch bitsandbytes", "pip"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.reproduce.install",
+            "Reproduce",
+            "pip install torch bitsandbytes",
+            "install_command",
+            "pip install torch bitsandbytes",
+            "pip",
+        ),
+    )
 
 
 def m_prov_unmeasured_hw(d):
-    add(d, SUMMARY, study("101.edge.platform", "Edge", "- Sub-2ms inference on mobile hardware", "claimed_platform",
-                          "mobile hardware"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.edge.platform", "Edge", "- Sub-2ms inference on mobile hardware", "claimed_platform", "mobile hardware"
+        ),
+    )
 
 
 def m_prov_validation(d):
-    add(d, SUMMARY, study("101.validation.tolerance", "Validation", "def validate(r, tolerance=0.05):",
-                          "validation_tolerance", 0.05, unit="fraction"))
+    add(
+        d,
+        SUMMARY,
+        study(
+            "101.validation.tolerance",
+            "Validation",
+            "def validate(r, tolerance=0.05):",
+            "validation_tolerance",
+            0.05,
+            unit="fraction",
+        ),
+    )
     add(d, SUMMARY, cell("101.validation.speedup", "Validation", BIG, "speedup", 2.0, 2, "fp16", "x"))
 
 
@@ -556,8 +897,7 @@ def m_stats_headline(d):
 
 
 def m_phys_gpu_memory(d):
-    add(d, SUMMARY, study("101.hw.vram", "Hardware", "- GPU: RTX 4090 (16GB VRAM)", "gpu_memory_gb", 16,
-                          "gpu memory"))
+    add(d, SUMMARY, study("101.hw.vram", "Hardware", "- GPU: RTX 4090 (16GB VRAM)", "gpu_memory_gb", 16, "gpu memory"))
 
 
 def m_ph_power(d):
@@ -565,8 +905,20 @@ def m_ph_power(d):
 
 
 def m_ph_unbacked(d):
-    add(d, SUMMARY, agg("101.size.mean", "Storage", "- 50% smaller artifacts", "mean", "size_reduction_pct",
-                        "torch-fp16", MODELS, 50.0))
+    add(
+        d,
+        SUMMARY,
+        agg(
+            "101.size.mean",
+            "Storage",
+            "- 50% smaller artifacts",
+            "mean",
+            "size_reduction_pct",
+            "torch-fp16",
+            MODELS,
+            50.0,
+        ),
+    )
 
 
 MUTATIONS: dict[str, Callable[[list[dict]], None]] = {
@@ -675,6 +1027,9 @@ def test_rounding_is_not_a_defect(tmp_path: Path, base_docs: list[dict]) -> None
     set_value(docs, f"100.thr.{M0}.fp32", 39.08, f"{M0} 39.08")
     set_value(docs, f"100.thr.{M0}.fp16", 97.64, f"{M0} 97.64")
     set_value(docs, f"100.gain.{M0}.fp16", 149.9, f"{M0} +149.9%")
-    hits = [f for f in audit_docs(tmp_path, docs) if f.rule.startswith("arith.")
-            and (f"{M0} torch-fp16" in f.message or f"{M0} torch-fp32" in f.message)]
+    hits = [
+        f
+        for f in audit_docs(tmp_path, docs)
+        if f.rule.startswith("arith.") and (f"{M0} torch-fp16" in f.message or f"{M0} torch-fp32" in f.message)
+    ]
     assert not hits, [h.message for h in hits]

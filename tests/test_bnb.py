@@ -51,8 +51,9 @@ def small_vit() -> Any:
     return dataclasses.replace(base, id="small-vit", config=config, real_params=0)
 
 
-def prepare(path_name: str, spec: Any, tmp_path: Any, device: str = "cpu",
-            options: dict[str, Any] | None = None) -> Any:
+def prepare(
+    path_name: str, spec: Any, tmp_path: Any, device: str = "cpu", options: dict[str, Any] | None = None
+) -> Any:
     path = _require(path_name, device)
     work = tmp_path / f"{path_name}-{spec.id}-{device}"
     work.mkdir(parents=True)
@@ -218,10 +219,16 @@ def test_cpu_4bit_compute_dtype_other_than_bf16_is_honoured(tmp_path: Any) -> No
 
 def _info(**kw: Any) -> dict[str, Any]:
     base = {
-        "replaced_linear_layers": 12, "replaced_int8_layers": 0, "replaced_4bit_layers": 12,
-        "replaced_by_class": {"Linear4bit": 12}, "not_quantized_layers": 0,
-        "replaced_but_not_quantized": [], "float_linear_layers_left": 1, "quant_types": ["nf4"],
-        "replaced_weight_bytes": {"ratio_vs_fp32": 0.14}, "weight_bytes": 100,
+        "replaced_linear_layers": 12,
+        "replaced_int8_layers": 0,
+        "replaced_4bit_layers": 12,
+        "replaced_by_class": {"Linear4bit": 12},
+        "not_quantized_layers": 0,
+        "replaced_but_not_quantized": [],
+        "float_linear_layers_left": 1,
+        "quant_types": ["nf4"],
+        "replaced_weight_bytes": {"ratio_vs_fp32": 0.14},
+        "weight_bytes": 100,
     }
     base.update(kw)
     return base
@@ -233,8 +240,12 @@ def test_verify_catches_int8_dressed_as_int4() -> None:
     verify_bnb_model("bnb-nf4", "nf4", _info(), float_model_bytes=1000)
     # The study's suspicion: an "INT4" row that ran INT8.
     with pytest.raises(PathFailed, match="0 of 13 Linear layers were replaced by bitsandbytes 4-bit"):
-        verify_bnb_model("bnb-nf4", "nf4", _info(replaced_int8_layers=12, replaced_4bit_layers=0,
-                                                  replaced_by_class={"Linear8bitLt": 12}), 1000)
+        verify_bnb_model(
+            "bnb-nf4",
+            "nf4",
+            _info(replaced_int8_layers=12, replaced_4bit_layers=0, replaced_by_class={"Linear8bitLt": 12}),
+            1000,
+        )
     with pytest.raises(PathFailed, match="other bitsandbytes method"):
         verify_bnb_model("bnb-nf4", "nf4", _info(replaced_int8_layers=2, replaced_linear_layers=14), 1000)
     with pytest.raises(PathFailed, match=r"0.260x their FP32 bytes, above the 0.17x"):

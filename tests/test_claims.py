@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from claims_factory import published_results
+from support.transcribe_check import STUDY_IDS, check_transcription
 
 from kit.claims.load import ClaimsError, ClaimSet, default_expected_dir, load_claims, parse_claim_file
-from kit.claims.transcribe_check import STUDY_IDS, check_transcription
 from kit.claims.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,11 +52,15 @@ def test_all_three_classes_are_used(claims: ClaimSet) -> None:
     assert set(Counter(c.comparability for c in claims)) == {"portable", "relative", "hardware-bound"}
 
 
-@pytest.mark.parametrize("metric", ["latency_ms", "speedup", "peak_memory_mb", "memory_reduction_pct",
-                                    "parameters", "simulated_accuracy"])
+@pytest.mark.parametrize(
+    "metric", ["latency_ms", "speedup", "peak_memory_mb", "memory_reduction_pct", "parameters", "simulated_accuracy"]
+)
 def test_the_64_rows_are_all_there(claims: ClaimSet, metric: str) -> None:
-    rows = {(c.subject.model, c.published_label) for c in claims
-            if c.source_file.startswith("001") and c.id.startswith("001.arch.") and c.metric == metric}
+    rows = {
+        (c.subject.model, c.published_label)
+        for c in claims
+        if c.source_file.startswith("001") and c.id.startswith("001.arch.") and c.metric == metric
+    }
     assert rows == {(m, label) for m in STUDY_IDS for label in LABEL_PATH}
 
 
@@ -68,14 +72,24 @@ def test_throughput_and_memory_tables_of_003(claims: ClaimSet) -> None:
 
 def test_dinov2_dynamic_int8_table_of_004(claims: ClaimSet) -> None:
     metrics = {c.metric for c in claims if c.source_file.startswith("004") and c.subject.model == "dinov2-base-2023"}
-    assert {"latency_ms", "inference_improvement_pct", "peak_memory_mb", "memory_reduction_pct", "model_size_mb",
-            "size_reduction_pct", "top1_accuracy_pct", "top5_accuracy_pct", "top1_accuracy_delta_pp"} <= metrics
+    assert {
+        "latency_ms",
+        "inference_improvement_pct",
+        "peak_memory_mb",
+        "memory_reduction_pct",
+        "model_size_mb",
+        "size_reduction_pct",
+        "top1_accuracy_pct",
+        "top5_accuracy_pct",
+        "top1_accuracy_delta_pp",
+    } <= metrics
 
 
 def test_same_figure_in_several_files_is_a_claim_in_each(claims: ClaimSet) -> None:
     # "FP16 average speedup 1.33x" is published in 000, 001 and 003: each file keeps its own claim.
-    files = {c.source_file[:3] for c in claims
-             if c.subject.aggregate == "mean" and c.metric == "speedup" and c.value == 1.33}
+    files = {
+        c.source_file[:3] for c in claims if c.subject.aggregate == "mean" and c.metric == "speedup" and c.value == 1.33
+    }
     assert files == {"000", "001", "003"}
 
 
@@ -207,10 +221,12 @@ def test_load_claims_directory_errors(tmp_path: Path) -> None:
         load_claims(tmp_path)
 
 
-def test_expected_dir_is_found_from_the_package_and_overridable(monkeypatch: pytest.MonkeyPatch,
-                                                                tmp_path: Path) -> None:
+def test_expected_dir_is_found_from_the_package_and_overridable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("QKIT_EXPECTED", raising=False)
-    assert default_expected_dir() == REPO / "expected"
+    assert default_expected_dir() == REPO / "kit" / "data" / "expected"
+    assert (REPO / "expected").resolve() == default_expected_dir().resolve()  # the top-level link
     monkeypatch.setenv("QKIT_EXPECTED", str(tmp_path))
     assert default_expected_dir() == tmp_path
 
@@ -222,21 +238,46 @@ def test_aggregate_conventions_reproduce_the_published_figures(claims: ClaimSet)
     """Validated against the study's own 64 rows (as if measured on its GPU), the aggregates whose
     convention we inferred must pass, and the only failures are the study's internal contradictions."""
     verdicts = {v.claim_id: v for v in validate(claims, published_results(REPO / "expected"))}
-    for cid in ("001.summary.fp16.speedup", "001.summary.int8.memred", "001.methods.bnb.speedup",
-                "003.stats.fp16_speedup.p95", "003.stats.fp16_speedup.median", "003.patterns.production.fp16_range",
-                "003.patterns.edge.fp16_range", "003.patterns.foundation.avg_fp16_speedup",
-                "003.validation.average_memory_reduction_int8", "000.ranges.latency.range",
-                *(f"001.categories.{cat}.avg_speedup" for cat in ("foundation_transformer", "self_supervised_2023",
-                                                                  "masked_autoencoder_2021", "production_ready",
-                                                                  "edge_optimized", "specialized_efficient")),
-                *(f"001.leaders.{cat}" for cat in ("foundation_transformer", "production_ready",
-                                                   "specialized_efficient")),
-                "000.top_fp16_speedup.list", "000.top_int8_memred.list", "002.top.list"):
+    for cid in (
+        "001.summary.fp16.speedup",
+        "001.summary.int8.memred",
+        "001.methods.bnb.speedup",
+        "003.stats.fp16_speedup.p95",
+        "003.stats.fp16_speedup.median",
+        "003.patterns.production.fp16_range",
+        "003.patterns.edge.fp16_range",
+        "003.patterns.foundation.avg_fp16_speedup",
+        "003.validation.average_memory_reduction_int8",
+        "000.ranges.latency.range",
+        *(
+            f"001.categories.{cat}.avg_speedup"
+            for cat in (
+                "foundation_transformer",
+                "self_supervised_2023",
+                "masked_autoencoder_2021",
+                "production_ready",
+                "edge_optimized",
+                "specialized_efficient",
+            )
+        ),
+        *(f"001.leaders.{cat}" for cat in ("foundation_transformer", "production_ready", "specialized_efficient")),
+        "000.top_fp16_speedup.list",
+        "000.top_int8_memred.list",
+        "002.top.list",
+    ):
         assert verdicts[cid].verdict == "pass", (cid, verdicts[cid].reason)
     failing = sorted(cid for cid, v in verdicts.items() if v.verdict == "fail")
     assert failing == [
-        "002.benefits.fp16_large_2x", "002.insights.fp16_large_2x", "002.insights.int8_70_75",
-        "002.memory_efficiency.fp16", "002.memory_efficiency.int4", "002.memory_efficiency.int8",
-        "003.stats.fp16_memred.range", "003.stats.fp16_memred.std", "003.stats.int8_memred.range",
-        "003.stats.int8_memred.std", "004.model.patch", "004.perf.size.original",
+        "002.benefits.fp16_large_2x",
+        "002.insights.fp16_large_2x",
+        "002.insights.int8_70_75",
+        "002.memory_efficiency.fp16",
+        "002.memory_efficiency.int4",
+        "002.memory_efficiency.int8",
+        "003.stats.fp16_memred.range",
+        "003.stats.fp16_memred.std",
+        "003.stats.int8_memred.range",
+        "003.stats.int8_memred.std",
+        "004.model.patch",
+        "004.perf.size.original",
     ]

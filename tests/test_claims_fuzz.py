@@ -14,13 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import click
 from claims_factory import accuracy_doc, ok_result
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.claims import commands
 from kit.claims.load import ClaimsError, default_expected_dir, load_claims, parse_claim_file
 from kit.claims.validate import VERDICTS, screen_results, summarize, validate, verdict_document
 
@@ -34,14 +32,25 @@ def _base_claim_doc() -> dict[str, Any]:
     expected = default_expected_dir()
     doc = json.loads(next(expected.glob("004_*.json")).read_text(encoding="utf-8"))
     extra = json.loads(next(expected.glob("001_*.json")).read_text(encoding="utf-8"))["claims"]
-    picked = [c for c in extra if c["id"] in ("001.latency.vit-huge-patch14-2020.fp16", "001.summary.fp16.speedup",
-                                               "001.leaders.foundation_transformer")]
+    picked = [
+        c
+        for c in extra
+        if c["id"]
+        in ("001.latency.vit-huge-patch14-2020.fp16", "001.summary.fp16.speedup", "001.leaders.foundation_transformer")
+    ]
     for c in picked:
         c["id"] = "004.x" + c["id"][3:]
     # Every claim kind once (a study statement, portable and relative cells, a CPU-compared cell,
     # an aggregate, a leader) and no more: each generated file is schema-checked in full.
-    keep = ("004.model.source", "004.model.patch", "004.perf.latency.quantized", "004.perf.size.reduction",
-            "004.accuracy.top1.difference", "004.software.python", "004.findings.top1_within_0_3")
+    keep = (
+        "004.model.source",
+        "004.model.patch",
+        "004.perf.latency.quantized",
+        "004.perf.size.reduction",
+        "004.accuracy.top1.difference",
+        "004.software.python",
+        "004.findings.top1_within_0_3",
+    )
     doc["claims"] = [c for c in doc["claims"] if c["id"] in keep] + picked
     return doc
 
@@ -49,10 +58,16 @@ def _base_claim_doc() -> dict[str, Any]:
 BASE_CLAIMS = _base_claim_doc()
 BASE_TEXT = json.dumps(BASE_CLAIMS)
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-(10**15), 10**15),
-                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**15), 10**15),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
 JSON_VALUES = st.recursive(
-    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
 
@@ -130,8 +145,8 @@ def test_arbitrary_json_is_not_a_claim_file(value: Any) -> None:
 @settings(max_examples=30, deadline=None)
 @given(mutated(BASE_CLAIMS))
 def test_cli_exit_2_on_any_malformed_claim_file(doc: dict[str, Any]) -> None:
-    group = click.Group()
-    group.add_command(commands.claims)
+    from kit.cli import main as group
+
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / NAME).write_text(json.dumps(doc), encoding="utf-8")
         result = CliRunner().invoke(group, ["claims", "--counts", "--expected", tmp])
@@ -143,19 +158,48 @@ def test_cli_exit_2_on_any_malformed_claim_file(doc: dict[str, Any]) -> None:
 
 # ================================================================ result documents (1,000+)
 
-CLAIMS = [c for c in load_claims(default_expected_dir())
-          if c.id.startswith(("001.latency.vit-huge", "001.speedup.vit-huge", "001.peak_memory.vit-huge",
-                              "001.arch.parameters.vit-huge-patch14-2020.fp16", "000.software", "000.hardware",
-                              "004."))
-          or c.id in ("001.summary.fp16.speedup", "000.ranges.latency.range", "001.leaders.foundation_transformer")]
+CLAIMS = [
+    c
+    for c in load_claims(default_expected_dir())
+    if c.id.startswith(
+        (
+            "001.latency.vit-huge",
+            "001.speedup.vit-huge",
+            "001.peak_memory.vit-huge",
+            "001.arch.parameters.vit-huge-patch14-2020.fp16",
+            "000.software",
+            "000.hardware",
+            "004.",
+        )
+    )
+    or c.id in ("001.summary.fp16.speedup", "000.ranges.latency.range", "001.leaders.foundation_transformer")
+]
 BASE_RESULT = ok_result(HUGE, "torch-fp16", latency_ms=10.3)
-COMPANIONS = [ok_result(HUGE, "torch-fp32", latency_ms=25.6),
-              accuracy_doc("dinov2-base-2023", "torch-fp32", 81.0, 95.6)]
-ODD_NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**20), 10**20),
-                        st.booleans(), st.just(0), st.just(0.0), st.just(-0.0), st.just(1e-300))
-NUMERIC_FIELDS = [("latency", "mean"), ("latency", "std"), ("latency", "cv"), ("latency", "iterations"),
-                  ("latency", "p50_ci95"), ("memory", "peak_mb"), ("throughput", "samples_per_s"), ("size", "bytes"),
-                  ("model_info", "param_count"), ("cell", "batch_size")]
+COMPANIONS = [
+    ok_result(HUGE, "torch-fp32", latency_ms=25.6),
+    accuracy_doc("dinov2-base-2023", "torch-fp32", 81.0, 95.6),
+]
+ODD_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(10**20), 10**20),
+    st.booleans(),
+    st.just(0),
+    st.just(0.0),
+    st.just(-0.0),
+    st.just(1e-300),
+)
+NUMERIC_FIELDS = [
+    ("latency", "mean"),
+    ("latency", "std"),
+    ("latency", "cv"),
+    ("latency", "iterations"),
+    ("latency", "p50_ci95"),
+    ("memory", "peak_mb"),
+    ("throughput", "samples_per_s"),
+    ("size", "bytes"),
+    ("model_info", "param_count"),
+    ("cell", "batch_size"),
+]
 
 
 def _check_results(generated: list[Any]) -> None:
@@ -167,8 +211,15 @@ def _check_results(generated: list[Any]) -> None:
     assert not [v.reason for v in verdicts if "internal error" in v.reason]
     # The verdict file must stay writable as strict JSON (NaN from a document must not leak into it);
     # its schema is checked on whole runs in test_validate.py, here it would only cost time.
-    doc = verdict_document(verdicts, summarize(verdicts, len(screened.rejected)), expected_dir="e", results_dir=None,
-                           rejected=screened.rejected, generated_utc="t", documents=len(generated))
+    doc = verdict_document(
+        verdicts,
+        summarize(verdicts, len(screened.rejected)),
+        expected_dir="e",
+        results_dir=None,
+        rejected=screened.rejected,
+        generated_utc="t",
+        documents=len(generated),
+    )
     json.dumps(doc, allow_nan=False)
 
 

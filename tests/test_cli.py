@@ -14,12 +14,18 @@ from kit.cli import main
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["bench", "--model", "resnet-50", "--path", "torch-fp32"],
-         "unknown model 'resnet-50'; valid models: vit-huge"),
-        (["bench", "--model", "vit-base-224-production", "--path", "fp8"],
-         "unknown path 'fp8'; valid paths: torch-fp32"),
-        (["bench", "--model", "vit-base-224-production", "--path", "torch-fp32", "--device", "tpu"],
-         "unknown device 'tpu'; valid devices: cpu, cuda"),
+        (
+            ["bench", "--model", "resnet-50", "--path", "torch-fp32"],
+            "unknown model 'resnet-50'; valid models: vit-huge",
+        ),
+        (
+            ["bench", "--model", "vit-base-224-production", "--path", "fp8"],
+            "unknown path 'fp8'; valid paths: torch-fp32",
+        ),
+        (
+            ["bench", "--model", "vit-base-224-production", "--path", "torch-fp32", "--device", "tpu"],
+            "unknown device 'tpu'; valid devices: cpu, cuda",
+        ),
         (["reproduce", "--models", "vit-base-224-production,nope"], "unknown model 'nope'"),
         (["reproduce", "--profile", "slow"], "unknown profile 'slow'"),
         (["reproduce", "--batch-sizes", "0"], "--batch-sweep sizes must be >= 1"),
@@ -59,8 +65,21 @@ def test_reproduce_tiny_inline_writes_documents_and_summary(tmp_path: Path) -> N
     out = tmp_path / "m"
     result = CliRunner().invoke(
         main,
-        ["reproduce", "--models", "tiny-deit", "--paths", "torch-fp32,torch-bf16", "--devices", "cpu",
-         "--profile", "quick", "--executor", "inline", "--out", str(out)],
+        [
+            "reproduce",
+            "--models",
+            "tiny-deit",
+            "--paths",
+            "torch-fp32,torch-bf16",
+            "--devices",
+            "cpu",
+            "--profile",
+            "quick",
+            "--executor",
+            "inline",
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "2 cells: 2 ok, 0 skipped, 0 failed" in result.output

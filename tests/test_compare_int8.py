@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from kit.compare_int8 import (
+from kit.cli import main
+from kit.compare.int8 import (
     CHART_FILE,
     JSON_FILE,
     TABLE_FILE,
     Row,
     baseline_of,
     build_table,
-    compare_int8,
     markdown_table,
     plan_rows,
     write_outputs,
@@ -41,14 +41,21 @@ def _rows_by_label(table: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_every_int8_method_is_planned_beside_its_baseline() -> None:
     rows = plan_rows(["cpu", "cuda"])
     paths = {(r.path, r.device, r.provider) for r in rows}
-    for expected in [("ort-int8-dynamic", "cpu", None), ("ort-int8-static-qdq", "cpu", None),
-                     ("torch-int8-dynamic", "cpu", None), ("bnb-int8", "cpu", None), ("bnb-int8", "cuda", None),
-                     ("ort-int8-static-qdq", "cuda", None), ("ort-int8-static-qdq", "cuda", "tensorrt")]:
+    for expected in [
+        ("ort-int8-dynamic", "cpu", None),
+        ("ort-int8-static-qdq", "cpu", None),
+        ("torch-int8-dynamic", "cpu", None),
+        ("bnb-int8", "cpu", None),
+        ("bnb-int8", "cuda", None),
+        ("ort-int8-static-qdq", "cuda", None),
+        ("ort-int8-static-qdq", "cuda", "tensorrt"),
+    ]:
         assert expected in paths
     for row in rows:
         assert baseline_of(row) in rows  # every row's FP32 baseline is run too
-    assert baseline_of(Row("ort-int8-static-qdq", "cuda", "tensorrt")) == Row("ort-fp32", "cuda", "tensorrt",
-                                                                               role="baseline")
+    assert baseline_of(Row("ort-int8-static-qdq", "cuda", "tensorrt")) == Row(
+        "ort-fp32", "cuda", "tensorrt", role="baseline"
+    )
 
 
 def test_speedups_are_against_fp32_of_the_same_runtime_and_slower_rows_say_so() -> None:
@@ -84,8 +91,11 @@ def test_a_path_missing_from_the_kit_is_a_row_with_its_reason() -> None:
 
 def test_outputs_are_written_with_a_chart(tmp_path: Path) -> None:
     rows = plan_rows(["cpu"])[:2]
-    table = build_table(rows, {rows[0]: _doc(10.0, 4), rows[1]: _doc(5.0, 4, provider="CPUExecutionProvider")},
-                        known={r.path for r in rows})
+    table = build_table(
+        rows,
+        {rows[0]: _doc(10.0, 4), rows[1]: _doc(5.0, 4, provider="CPUExecutionProvider")},
+        known={r.path for r in rows},
+    )
     files = write_outputs("m", 1, table, tmp_path)
     assert files["chart"] is not None and files["chart"].stat().st_size > 5000
     assert json.loads(files["json"].read_text())["rows"][1]["speedup_vs_torch_fp32"] == pytest.approx(2.0)
@@ -94,7 +104,7 @@ def test_outputs_are_written_with_a_chart(tmp_path: Path) -> None:
 def test_compare_int8_on_a_tiny_model_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     result = CliRunner().invoke(
-        compare_int8, ["--model", "tiny-vit", "--devices", "cpu,cuda", "--out", str(out), "--profile", "quick"]
+        main, ["compare-int8", "--model", "tiny-vit", "--devices", "cpu,cuda", "--out", str(out), "--profile", "quick"]
     )
     assert result.exit_code == 0, result.output
     rows = _rows_by_label(json.loads((out / JSON_FILE).read_text())["rows"])
@@ -115,6 +125,6 @@ def test_compare_int8_on_a_tiny_model_end_to_end(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = CliRunner().invoke(compare_int8, ["--model", "no-such-model", "--out", str(tmp_path)])
+    result = CliRunner().invoke(main, ["compare-int8", "--model", "no-such-model", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "no-such-model" in result.output

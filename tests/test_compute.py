@@ -17,8 +17,9 @@ from kit.models.tiny import tiny_spec  # noqa: E402
 
 
 def _analytic(spec: Any) -> int:
-    return forward_flops(spec.family, spec.config, spec.model_class, image_size=spec.image_size,
-                         model_kwargs=spec.model_kwargs).flops
+    return forward_flops(
+        spec.family, spec.config, spec.model_class, image_size=spec.image_size, model_kwargs=spec.model_kwargs
+    ).flops
 
 
 @pytest.mark.parametrize("family", ["vit", "deit", "mobilevit"])
@@ -46,8 +47,9 @@ def test_counts_are_cached_once_per_model(tmp_path: Any, monkeypatch: pytest.Mon
     assert again["cached"] is True and again["flops_per_sample"] == first["flops_per_sample"]
 
 
-def test_fallback_counts_the_float_model_and_refuses_a_quantized_one(tmp_path: Any,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fallback_counts_the_float_model_and_refuses_a_quantized_one(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kit.models.build import build_model
 
     spec = tiny_spec("vit")
@@ -79,14 +81,17 @@ def test_math_class_follows_the_path_and_tf32() -> None:
     assert compute.math_class("bnb-nf4", {"settings": {"compute_dtype": "float16"}})[0] == "fp16"
     assert compute.math_class("bnb-nf4", {"settings": {"compute_dtype": "bfloat16"}})[0] == "bf16"
     assert compute.math_class("torch-fp32", math={"tf32_matmul": True})[0] == "tf32"
-    assert compute.math_class("torch-fp32", math={"tf32_matmul": False,
-                                                  "float32_matmul_precision": "highest"})[0] == "fp32"
+    assert (
+        compute.math_class("torch-fp32", math={"tf32_matmul": False, "float32_matmul_precision": "highest"})[0]
+        == "fp32"
+    )
 
 
 def test_compute_section_scales_by_batch_and_takes_the_card_peak(tmp_path: Any) -> None:
     spec = get_model("vit-huge-patch14-2020")
-    section = compute.compute_section(spec, None, 32, 100.0, "NVIDIA H100 80GB HBM3",
-                                      path="torch-fp16", cache_dir=tmp_path)
+    section = compute.compute_section(
+        spec, None, 32, 100.0, "NVIDIA H100 80GB HBM3", path="torch-fp16", cache_dir=tmp_path
+    )
     per_sample = _analytic(spec)
     assert section["method"] == "torch.utils.flop_counter.FlopCounterMode, 1 MAC = 2 FLOPs"
     assert section["flops_per_sample"] == per_sample
@@ -112,8 +117,7 @@ def test_compute_section_on_cpu_and_unknown_gpu(tmp_path: Any) -> None:
 @pytest.mark.cuda
 def test_compute_section_on_this_gpu(tmp_path: Any) -> None:
     name = torch.cuda.get_device_name(0)
-    section = compute.compute_section(tiny_spec("vit"), None, 1, 1.0, name, path="torch-fp16",
-                                      cache_dir=tmp_path)
+    section = compute.compute_section(tiny_spec("vit"), None, 1, 1.0, name, path="torch-fp16", cache_dir=tmp_path)
     assert section["flops_per_forward"] > 0
     if section["gpu_table_entry"] is not None:
         assert section["peak_tflops"] > 0

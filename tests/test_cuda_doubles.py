@@ -67,10 +67,25 @@ def fake_pynvml(cards: list[dict[str, Any]]) -> types.ModuleType:
 
 
 CARDS = [
-    {"uuid": "GPU-aaaa", "name": "NVIDIA A100-SXM4-80GB", "used": 1 * MIB, "total": 80 * 1024 * MIB,
-     "sm": 1410, "mem": 1593, "power_mw": 400_000},
-    {"uuid": "GPU-bbbb", "name": "NVIDIA H100 80GB HBM3", "used": 5 * 1024 * MIB, "total": 80 * 1024 * MIB,
-     "sm": 1980, "mem": 2619, "power_mw": 700_000, "throttle": 0x4 | 0x20},
+    {
+        "uuid": "GPU-aaaa",
+        "name": "NVIDIA A100-SXM4-80GB",
+        "used": 1 * MIB,
+        "total": 80 * 1024 * MIB,
+        "sm": 1410,
+        "mem": 1593,
+        "power_mw": 400_000,
+    },
+    {
+        "uuid": "GPU-bbbb",
+        "name": "NVIDIA H100 80GB HBM3",
+        "used": 5 * 1024 * MIB,
+        "total": 80 * 1024 * MIB,
+        "sm": 1980,
+        "mem": 2619,
+        "power_mw": 700_000,
+        "throttle": 0x4 | 0x20,
+    },
 ]
 
 
@@ -257,8 +272,15 @@ def test_compute_peak_matches_the_h100_variant() -> None:
     assert peak_tflops("NVIDIA H100 80GB HBM3", "fp16")["peak_tflops"] == 989.5
 
 
-REFERENCE_CELL = (Path(__file__).resolve().parents[1] / "results" / "reference" / "cpu-intel-xeon-2core" / "cells"
-                  / "vit-base-224-production" / "torch-bf16__cpu__bs1.json")
+REFERENCE_CELL = (
+    Path(__file__).resolve().parents[1]
+    / "results"
+    / "reference"
+    / "cpu-intel-xeon-2core"
+    / "cells"
+    / "vit-base-224-production"
+    / "torch-bf16__cpu__bs1.json"
+)
 
 
 def _cuda_doc(fake_cuda: FakeAllocator, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
@@ -269,8 +291,12 @@ def _cuda_doc(fake_cuda: FakeAllocator, monkeypatch: pytest.MonkeyPatch) -> dict
         fake_cuda.alloc(50 * MIB)
         mem.mark_prepared()
     doc["memory"] = mem.result
-    doc["environment"]["gpu"] = {"name": "NVIDIA H100 80GB HBM3", "capability": "9.0", "memory_mb": 81559.0,
-                                 **environment._nvml_gpu(0)}
+    doc["environment"]["gpu"] = {
+        "name": "NVIDIA H100 80GB HBM3",
+        "capability": "9.0",
+        "memory_mb": 81559.0,
+        **environment._nvml_gpu(0),
+    }
     doc["environment"]["cuda"] = {"available": True, "torch_cuda_build": "12.1", "cudnn": 8902}
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     doc["math"] = {**environment.math_settings(), "gpu_clocks_after_timing": environment.gpu_clocks_now(0)}
@@ -336,7 +362,7 @@ def test_gpu_info_records_the_card_and_its_nvml_figures(
 def test_stack_check_finds_a_driver_older_than_torch_cuda(
     nvml: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kit import stack_check
+    from kit.measure import stack_check
 
     monkeypatch.setattr(torch.version, "cuda", "12.1")
     nvml.nvmlSystemGetCudaDriverVersion = lambda: 11080
@@ -347,7 +373,7 @@ def test_stack_check_finds_a_driver_older_than_torch_cuda(
 
 
 def test_stack_check_flags_tf32_only_when_it_is_really_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kit import stack_check
+    from kit.measure import stack_check
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
@@ -378,7 +404,7 @@ def test_fp32_math_class_follows_the_tf32_override() -> None:
 
 
 def test_a_crashing_stack_check_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kit import stack_check
+    from kit.measure import stack_check
 
     def broken() -> list:
         raise RuntimeError("driver exploded")

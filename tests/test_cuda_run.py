@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.bench_gpu import bench_fp16_peak, bench_gpu
+from kit.bench.gpu import bench_fp16_peak, bench_gpu
 from kit.paths.base import get_path
 from kit.results.store import load_results
 from kit.run.cell import RunOptions
@@ -69,8 +69,10 @@ def test_tiny_matrix_on_cuda_writes_complete_gpu_records(tmp_path: Path) -> None
         assert doc["memory"]["after_prepare"]["cuda_allocated_mb"] > 0
         assert doc["environment"]["gpu"]["name"] and doc["environment"]["cuda"]["cudnn"]
         assert doc["compute"]["achieved_tflops"] > 0
-        assert "sm_clock_mhz" in doc["math"]["gpu_clocks_after_timing"] or "nvml_error" in doc["math"][
-            "gpu_clocks_after_timing"]
+        assert (
+            "sm_clock_mhz" in doc["math"]["gpu_clocks_after_timing"]
+            or "nvml_error" in doc["math"]["gpu_clocks_after_timing"]
+        )
     fp32 = docs["torch-fp32"]
     assert fp32["status"] == "ok"
     assert fp32["math"]["tf32_matmul"] is False and fp32["path_info"]["tf32"]["matmul"] is False

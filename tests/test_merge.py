@@ -145,7 +145,8 @@ def test_a_conflict_is_reported_and_the_newer_ok_document_kept(runs: dict[str, P
     # The losers are set aside, not lost, and not read back as results.
     aside = sorted((tmp_path / "merged" / machine_tag() / CONFLICTS_DIR).rglob("*.json"))
     assert sorted(json.loads(p.read_text())["started_utc"] for p in aside) == sorted(
-        [original["started_utc"], failed["started_utc"]])
+        [original["started_utc"], failed["started_utc"]]
+    )
     assert len(load_results(tmp_path / "merged").docs) == len(_cells())
     assert not report.clean
 

@@ -198,8 +198,11 @@ def test_a_corrupt_or_truncated_onnx_file_gives_one_line_naming_it(damage: str, 
     _tiny_onnx(good)
     bad = tmp_path / f"{damage}.onnx"
     data = good.read_bytes()
-    bad.write_bytes({"garbage": b"\x08\xff\xff\xff not protobuf \n at all", "truncated": data[: len(data) // 2],
-                     "empty": b""}[damage])
+    bad.write_bytes(
+        {"garbage": b"\x08\xff\xff\xff not protobuf \n at all", "truncated": data[: len(data) // 2], "empty": b""}[
+            damage
+        ]
+    )
     calls = (lambda: validate_onnx_file(bad), lambda: open_session(bad, session_options(1), ["CPUExecutionProvider"]))
     for call in calls:
         with pytest.raises(OnnxModelError) as info:

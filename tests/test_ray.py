@@ -86,8 +86,13 @@ def ray_local() -> Iterator[Any]:
     if ray.is_initialized():
         ray.shutdown()
     path = os.pathsep.join(p for p in (TESTS_DIR, os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=100 * 2**20,
-             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=100 * 2**20,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
     yield ray
     ray.shutdown()
 
@@ -99,8 +104,9 @@ def executor(ray_local: Any) -> Any:
     return RayExecutor(num_cpus=1, max_retries=1)
 
 
-def _drive(executor: Any, cells: list[Cell], opts: RunOptions, measure_fn: Any = None,
-           timeout_s: float | None = 120) -> dict[Cell, dict[str, Any]]:
+def _drive(
+    executor: Any, cells: list[Cell], opts: RunOptions, measure_fn: Any = None, timeout_s: float | None = 120
+) -> dict[Cell, dict[str, Any]]:
     """What the runner does with ``run_cells``: write every document through the store."""
     docs = {}
     for cell, doc in executor.run_cells(cells, opts, measure_fn, timeout_s):
@@ -125,8 +131,10 @@ def test_missing_ray_is_a_one_line_error_naming_the_extra(monkeypatch: pytest.Mo
 def test_tiny_matrix_runs_on_local_ray_and_validates(executor: Any, out: Path) -> None:
     # Two models, each with its reference; the CUDA cells are skipped (no GPU in this cluster, or
     # a path that does not run on CUDA at all). Small, as every tiny cell is a real measurement.
-    cells = [*plan_matrix(["tiny-vit", "tiny-deit"], ["torch-fp32"], ["cpu", "cuda"], [1]),
-             Cell("tiny-vit", "torch-int8-dynamic", "cuda", 1)]
+    cells = [
+        *plan_matrix(["tiny-vit", "tiny-deit"], ["torch-fp32"], ["cpu", "cuda"], [1]),
+        Cell("tiny-vit", "torch-int8-dynamic", "cuda", 1),
+    ]
     opts = _opts(out)
     docs = _drive(executor, cells, opts)
     assert set(docs) == set(cells)
@@ -216,7 +224,11 @@ def test_resource_requests(executor: Any) -> None:
     assert executor.task_options(cuda) == {"num_gpus": 1, "num_cpus": 1}
     targeted = _opts(Path("."), **{"ray.gpu": "H100", "ray.resources": '{"gpu:H100": 1}'})
     assert executor.task_options(cuda, targeted) == {
-        "num_gpus": 1, "num_cpus": 1, "accelerator_type": "H100", "resources": {"gpu:H100": 1.0}}
+        "num_gpus": 1,
+        "num_cpus": 1,
+        "accelerator_type": "H100",
+        "resources": {"gpu:H100": 1.0},
+    }
     assert executor.task_options(cpu, _opts(Path("."), **{"ray.num_cpus": 2}))["num_cpus"] == 2
     # Default: a CPU cell asks for all the CPUs of the smallest node (here the local one: 2).
     assert RayExecutor().task_options(cpu)["num_cpus"] == 2

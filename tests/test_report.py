@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from kit.cli import main
 from kit.report import data
-from kit.report.commands import report as report_cmd
 from kit.report.markdown import build_report, cell_text, num
 
 TINY_MODEL = "tiny-vit"
@@ -35,8 +35,10 @@ def _tiny_ids_resolve() -> str | None:
 
         get_model(TINY_MODEL)
     except KeyError:
-        return (f"kit.models.registry.get_model does not resolve tiny ids ({TINY_MODEL!r}) yet; "
-                "the report's real-run tests wait for it")
+        return (
+            f"kit.models.registry.get_model does not resolve tiny ids ({TINY_MODEL!r}) yet; "
+            "the report's real-run tests wait for it"
+        )
     return None
 
 
@@ -102,6 +104,7 @@ def _assert_links_resolve(report: Path) -> list[str]:
 
 # ---------------------------------------------------------------- from the real run
 
+
 def test_report_builds_with_every_figure(built: Any) -> None:
     res, out = built, built.report.parent
     drawn = {f.name: f for f in res.figures if f.file}
@@ -152,8 +155,7 @@ def test_speedups_use_the_same_device_fp32_baseline(tiny_run: Path) -> None:
     assert base["speedup"] == pytest.approx(1.0)
     for path in CPU_PATHS[1:]:
         assert rows[path]["speedup"] == pytest.approx(base["p50_ms"] / rows[path]["p50_ms"])
-        assert rows[path]["memory_reduction_pct"] == pytest.approx(
-            100 * (1 - rows[path]["peak_mb"] / base["peak_mb"]))
+        assert rows[path]["memory_reduction_pct"] == pytest.approx(100 * (1 - rows[path]["peak_mb"] / base["peak_mb"]))
 
 
 def test_skipped_cells_are_listed_with_their_reasons(tiny_run: Path, built: Any) -> None:
@@ -195,12 +197,27 @@ def _verdicts_doc(docs: list[dict[str, Any]], results_dir: Path) -> dict[str, An
 
     def verdict(claim_id: str, verdict: str, claimed: Any, measured: Any, **kw: Any) -> dict[str, Any]:
         v = {
-            "claim_id": claim_id, "source_file": "001_5dfa280a2efa7106.txt", "section": "test", "text": claim_id,
-            "comparability": "relative", "metric": "speedup", "subject": f"{TINY_MODEL} torch-bf16 cpu bs1",
-            "unit": "x", "verdict": verdict, "claimed": claimed, "reason": f"{verdict} because", "measured": measured,
-            "deviation": None, "deviation_relative": None,
-            "tolerance": {"kind": "relative", "value": 0.15, "reason": "two latencies"}, "allowed": None,
-            "ci95": None, "cv": None, "convention": None, "hardware": None, "cells": [],
+            "claim_id": claim_id,
+            "source_file": "001_5dfa280a2efa7106.txt",
+            "section": "test",
+            "text": claim_id,
+            "comparability": "relative",
+            "metric": "speedup",
+            "subject": f"{TINY_MODEL} torch-bf16 cpu bs1",
+            "unit": "x",
+            "verdict": verdict,
+            "claimed": claimed,
+            "reason": f"{verdict} because",
+            "measured": measured,
+            "deviation": None,
+            "deviation_relative": None,
+            "tolerance": {"kind": "relative", "value": 0.15, "reason": "two latencies"},
+            "allowed": None,
+            "ci95": None,
+            "cv": None,
+            "convention": None,
+            "hardware": None,
+            "cells": [],
         }
         v.update(kw)
         return v
@@ -210,43 +227,85 @@ def _verdicts_doc(docs: list[dict[str, Any]], results_dir: Path) -> dict[str, An
         verdict("t.pass", "pass", s, s, allowed=[s * 0.85, s * 1.15], ci95=[s * 0.95, s * 1.05]),
         verdict("t.fail", "fail", s * 3, s, allowed=[s * 2.55, s * 3.45]),
         verdict("t.range", "inconclusive", [s * 0.5, s * 2], [s, s], ci95=[[s * 0.9, s * 1.1], [s * 0.9, s * 1.1]]),
-        verdict("t.latency", "not-comparable", 5.67, bf16["p50_ms"], comparability="hardware-bound",
-                metric="latency_ms", unit="ms", hardware={"claimed": "NVIDIA RTX 4070 Ti SUPER", "ours": None}),
+        verdict(
+            "t.latency",
+            "not-comparable",
+            5.67,
+            bf16["p50_ms"],
+            comparability="hardware-bound",
+            metric="latency_ms",
+            unit="ms",
+            hardware={"claimed": "NVIDIA RTX 4070 Ti SUPER", "ours": None},
+        ),
         verdict("t.accuracy", "unsupported", 0.85, None, metric="simulated_accuracy", unit=""),
         verdict("t.missing", "not-measured", 2.5, None),
     ]
     counts = {k: sum(v["verdict"] == k for v in verdicts) for k in data.VERDICT_ORDER}
     return {
-        "schema_version": "1", "kind": "qkit-verdicts", "generated_utc": "2026-01-01T00:00:00+00:00",
-        "expected_dir": "expected", "results_dir": str(results_dir),
+        "schema_version": "1",
+        "kind": "qkit-verdicts",
+        "generated_utc": "2026-01-01T00:00:00+00:00",
+        "expected_dir": "expected",
+        "results_dir": str(results_dir),
         "results": {"documents": len(docs), "rejected": []},
-        "summary": {"total": len(verdicts), "by_verdict": counts, "by_class": {}, "by_file": {}, "failed": 1,
-                    "exit_code": 1, "line": "test"},
+        "summary": {
+            "total": len(verdicts),
+            "by_verdict": counts,
+            "by_class": {},
+            "by_file": {},
+            "failed": 1,
+            "exit_code": 1,
+            "line": "test",
+        },
         "verdicts": verdicts,
     }
 
 
 def _finding(rule: str, severity: str, message: str, evidence: str, claims: list[str]) -> dict[str, Any]:
-    return {"rule": rule, "family": "arithmetic" if rule.startswith("arith") else "statistics", "severity": severity,
-            "message": message, "evidence": evidence, "convention": "",
-            "claims": [{"id": c, "source_file": "001_5dfa280a2efa7106.txt", "section": "s", "text": "t"}
-                       for c in claims]}
+    return {
+        "rule": rule,
+        "family": "arithmetic" if rule.startswith("arith") else "statistics",
+        "severity": severity,
+        "message": message,
+        "evidence": evidence,
+        "convention": "",
+        "claims": [{"id": c, "source_file": "001_5dfa280a2efa7106.txt", "section": "s", "text": "t"} for c in claims],
+    }
 
 
 # A findings file as `qkit audit --json` writes it (schemas/findings.schema.json).
 FINDINGS = {
-    "schema_version": "1", "kind": "qkit-findings", "generated_utc": "2026-01-01T00:00:00+00:00",
-    "expected_dir": "expected", "claim_count": 2, "files": ["001_5dfa280a2efa7106.json"],
+    "schema_version": "1",
+    "kind": "qkit-findings",
+    "generated_utc": "2026-01-01T00:00:00+00:00",
+    "expected_dir": "expected",
+    "claim_count": 2,
+    "files": ["001_5dfa280a2efa7106.json"],
     "summary": {"error": 1, "warning": 1, "info": 0, "total": 2, "rules_run": 2, "exit_code": 1},
     "rules": [
-        {"id": "arith.speedup_ratio", "family": "arithmetic", "severity": "error",
-         "summary": "a published speedup equals the published latencies' ratio", "convention": ""},
-        {"id": "stats.mean", "family": "statistics", "severity": "warning", "summary": "means recompute",
-         "convention": ""},
+        {
+            "id": "arith.speedup_ratio",
+            "family": "arithmetic",
+            "severity": "error",
+            "summary": "a published speedup equals the published latencies' ratio",
+            "convention": "",
+        },
+        {
+            "id": "stats.mean",
+            "family": "statistics",
+            "severity": "warning",
+            "summary": "means recompute",
+            "convention": "",
+        },
     ],
     "findings": [
-        _finding("arith.speedup_ratio", "error", "speedup 2.50 is not 25.59 / 10.24",
-                 "25.59 / 10.24 = [2.4985, 2.4995]", ["001.speedup.x"]),
+        _finding(
+            "arith.speedup_ratio",
+            "error",
+            "speedup 2.50 is not 25.59 / 10.24",
+            "25.59 / 10.24 = [2.4985, 2.4995]",
+            ["001.speedup.x"],
+        ),
         _finding("stats.mean", "warning", "mean | of 16 is 1.32", "mean = 1.3206", []),
     ],
 }
@@ -294,18 +353,19 @@ def test_stale_verdicts_are_flagged(tiny_run: Path, tmp_path: Path) -> None:
 
 def test_cli_writes_the_report_and_rejects_bad_input(results: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(report_cmd, ["--results", str(results)])
+    res = runner.invoke(main, ["report", "--results", str(results)])
     assert res.exit_code == 0, res.output
     out = results / "report"  # the default: beside the results
     assert (out / "report.md").is_file() and "report:" in res.output
     assert f"{len(_docs(results))} result documents" in res.output  # its own files are not taken for results
-    res = runner.invoke(report_cmd, ["--results", str(tmp_path / "nope")])
+    res = runner.invoke(main, ["report", "--results", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "does not exist" in res.output
-    res = runner.invoke(report_cmd, ["--results", str(results), "--verdicts", str(tmp_path / "missing.json")])
+    res = runner.invoke(main, ["report", "--results", str(results), "--verdicts", str(tmp_path / "missing.json")])
     assert res.exit_code == 2
 
 
 # ---------------------------------------------------------------- pure functions, no run needed
+
 
 def test_empty_results_directory_builds(tmp_path: Path) -> None:
     res = build_report(tmp_path / "empty-results", tmp_path / "r")
@@ -325,14 +385,25 @@ def test_tolerance_interval_and_plot_points() -> None:
     assert data.tolerance_interval(2.0, {"kind": "relative", "value": 0.1}) == pytest.approx((1.8, 2.2))
     assert data.tolerance_interval(50, {"kind": "absolute", "value": 2.5}) == (47.5, 52.5)
     assert data.tolerance_interval(3, {"kind": "exact", "value": 0}) == (3, 3)
-    points = data.plottable_verdicts([
-        {"claim_id": "a", "verdict": "pass", "claimed": 2.0, "measured": 2.1, "allowed": [1.7, 2.3], "metric": "m"},
-        {"claim_id": "b", "verdict": "fail", "claimed": [1, 2], "measured": [1.5, 3.0], "metric": "m",
-         "tolerance": {"kind": "relative", "value": 0.1}},
-        {"claim_id": "c", "verdict": "unsupported", "claimed": "text", "measured": None, "metric": "m"},
-    ])
+    points = data.plottable_verdicts(
+        [
+            {"claim_id": "a", "verdict": "pass", "claimed": 2.0, "measured": 2.1, "allowed": [1.7, 2.3], "metric": "m"},
+            {
+                "claim_id": "b",
+                "verdict": "fail",
+                "claimed": [1, 2],
+                "measured": [1.5, 3.0],
+                "metric": "m",
+                "tolerance": {"kind": "relative", "value": 0.1},
+            },
+            {"claim_id": "c", "verdict": "unsupported", "claimed": "text", "measured": None, "metric": "m"},
+        ]
+    )
     assert [(p["claim"], p["claimed"], p["band"]) for p in points] == [
-        ("a", 2.0, (1.7, 2.3)), ("b", 1.0, pytest.approx((0.9, 1.1))), ("b", 2.0, pytest.approx((1.8, 2.2)))]
+        ("a", 2.0, (1.7, 2.3)),
+        ("b", 1.0, pytest.approx((0.9, 1.1))),
+        ("b", 2.0, pytest.approx((1.8, 2.2))),
+    ]
 
 
 def test_not_ok_groups_put_failures_first() -> None:

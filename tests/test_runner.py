@@ -125,9 +125,10 @@ def test_summary_csv_has_the_study_columns_and_no_made_up_ones(tiny_run: Path) -
     assert skipped["latency_ms"] == "" and "CUDA" in skipped["reason"]
 
 
-def test_bench_run_reads_a_run_and_judges_only_the_full_matrix(tiny_run: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from kit.bench import bench_run
+def test_bench_run_reads_a_run_and_judges_only_the_full_matrix(
+    tiny_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from kit.bench.suite import bench_run
 
     figures = bench_run(tiny_run)
     out = capsys.readouterr().out

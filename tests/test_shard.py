@@ -69,9 +69,10 @@ def test_shards_are_balanced_by_expected_cost(n: int) -> None:
     assert max(loads) / (sum(loads) / n) <= 1.5
     # Balanced by cost, not by count: cutting the plan into n equal runs of cells does worse.
     size = -(-len(cells) // n)
-    by_count = [cells[i * size:(i + 1) * size] for i in range(n)]
-    naive = [sum(cell_cost(c) for c in part) + sum(reference_cost(m) for m in {c.model for c in part})
-             for part in by_count]
+    by_count = [cells[i * size : (i + 1) * size] for i in range(n)]
+    naive = [
+        sum(cell_cost(c) for c in part) + sum(reference_cost(m) for m in {c.model for c in part}) for part in by_count
+    ]
     assert max(loads) / (sum(loads) / n) < max(naive) / (sum(naive) / n)
 
 
@@ -113,8 +114,9 @@ def test_partition_does_not_depend_on_the_hash_seed() -> None:
     outs = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        outs.add(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                check=True).stdout)
+        outs.add(
+            subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        )
     assert len(outs) == 1
 
 
@@ -140,8 +142,9 @@ def test_cost_model_orders_cells_sensibly() -> None:
     # Batch and path weigh in; a path that cannot run on the device is a quick skip.
     assert cell_cost(Cell("vit-huge-patch14-2020", "torch-fp32", "cpu", 8)) > huge
     assert cell_cost(Cell("vit-huge-patch14-2020", "bnb-int8", "cpu", 1)) > huge
-    assert cell_cost(Cell("vit-huge-patch14-2020", "ort-int8-static-qdq", "cpu", 1)) > \
-        cell_cost(Cell("vit-huge-patch14-2020", "ort-fp32", "cpu", 1))
+    assert cell_cost(Cell("vit-huge-patch14-2020", "ort-int8-static-qdq", "cpu", 1)) > cell_cost(
+        Cell("vit-huge-patch14-2020", "ort-fp32", "cpu", 1)
+    )
     assert cell_cost(Cell("vit-huge-patch14-2020", "torch-int8-dynamic", "cuda", 1)) < 0.1
     assert cell_cost(Cell("vit-huge-patch14-2020", "torch-fp16", "cuda", 1)) < huge
     assert reference_cost("vit-huge-patch14-2020") > reference_cost("deit-tiny-ultra-efficient") > 0

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from kit.results.schema import SchemaError, validate_result
-from kit.results.store import Cell, atomic_write_text, cell_file, done_cells, load_results, write_result
+from kit.documents import DocumentError, atomic_write_text, check
+from kit.results.store import Cell, cell_file, done_cells, load_results, write_result
 from kit.run.cell import RunOptions, failed_document, skipped_document
+
+
+def check_result(doc: dict) -> None:
+    check(doc, "result")
 
 
 def _ok_doc(tmp_path: Path) -> dict:
@@ -24,26 +28,52 @@ def _ok_doc(tmp_path: Path) -> dict:
         model_info={"parameters": 1000},
         path_info={"path": "torch-fp32"},
         latency={
-            "unit": "ms", "timer": "perf_counter_ns", "warmup_iterations": 1, "warmup_s": 0.1, "iterations": 4,
-            "duration_s": 0.01, "min_iterations": 3, "min_duration_s": 0.0, "max_duration_s": 1.0,
-            "stopped_by": "min_iterations_and_duration", "mean": 1.01, "std": 0.08, "cv": 0.08, "min": 0.9,
-            "p50": 1.025, "p90": 1.08, "p95": 1.09, "p99": 1.1, "max": 1.1, "p50_ci95": [0.9, 1.1],
-            "ci_method": "bootstrap", "percentile_method": "linear", "noise_warnings": [], "samples": samples,
+            "unit": "ms",
+            "timer": "perf_counter_ns",
+            "warmup_iterations": 1,
+            "warmup_s": 0.1,
+            "iterations": 4,
+            "duration_s": 0.01,
+            "min_iterations": 3,
+            "min_duration_s": 0.0,
+            "max_duration_s": 1.0,
+            "stopped_by": "min_iterations_and_duration",
+            "mean": 1.01,
+            "std": 0.08,
+            "cv": 0.08,
+            "min": 0.9,
+            "p50": 1.025,
+            "p90": 1.08,
+            "p95": 1.09,
+            "p99": 1.1,
+            "max": 1.1,
+            "p50_ci95": [0.9, 1.1],
+            "ci_method": "bootstrap",
+            "percentile_method": "linear",
+            "noise_warnings": [],
+            "samples": samples,
         },
         throughput={"samples_per_s": 975.6, "method": "batch_size / median latency"},
         memory={"peak_mb": 300.0, "peak_source": "ru_maxrss"},
         size={"bytes": 4000, "mb": 0.004, "method": "safetensors"},
-        fidelity={"reference": "fp32", "inputs": "seeded", "max_abs_error": 0.0, "mean_abs_error": 0.0,
-                  "cosine": 1.0, "top1_agreement": 1.0, "finite": True},
+        fidelity={
+            "reference": "fp32",
+            "inputs": "seeded",
+            "max_abs_error": 0.0,
+            "mean_abs_error": 0.0,
+            "cosine": 1.0,
+            "top1_agreement": 1.0,
+            "finite": True,
+        },
     )
     return doc
 
 
 def test_schema_accepts_ok_skipped_and_failed_documents(tmp_path: Path) -> None:
     opts = RunOptions(out_dir=str(tmp_path))
-    validate_result(_ok_doc(tmp_path))
-    validate_result(skipped_document(Cell("m", "p", "cuda", 1), opts, "CUDA unavailable"))
-    validate_result(failed_document(Cell("m", "p", "cpu", 4), opts, "child process killed by SIGKILL"))
+    check_result(_ok_doc(tmp_path))
+    check_result(skipped_document(Cell("m", "p", "cuda", 1), opts, "CUDA unavailable"))
+    check_result(failed_document(Cell("m", "p", "cpu", 4), opts, "child process killed by SIGKILL"))
 
 
 @pytest.mark.parametrize(
@@ -64,15 +94,15 @@ def test_schema_accepts_ok_skipped_and_failed_documents(tmp_path: Path) -> None:
 def test_schema_rejects_broken_documents(tmp_path: Path, breakage: tuple) -> None:
     doc = copy.deepcopy(_ok_doc(tmp_path))
     breakage[1](doc)
-    with pytest.raises(SchemaError) as info:
-        validate_result(doc)
+    with pytest.raises(DocumentError) as info:
+        check_result(doc)
     assert "\n" not in str(info.value)
 
 
 def test_write_refuses_an_invalid_document_and_leaves_nothing(tmp_path: Path) -> None:
     doc = _ok_doc(tmp_path)
     doc["latency"]["mean"] = -5
-    with pytest.raises(SchemaError):
+    with pytest.raises(DocumentError):
         write_result(tmp_path, doc)
     assert not list(tmp_path.rglob("*.json"))
 

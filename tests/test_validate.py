@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from claims_factory import CPU, H100, accuracy_doc, environment, not_ok_result, ok_result
 from click.testing import CliRunner
+from support.transcribe_check import STUDY_IDS
 
-from kit.claims import commands
 from kit.claims.accuracy import (
     AccuracyError,
     accuracy_problem,
@@ -25,7 +25,6 @@ from kit.claims.accuracy import (
     wilson_ci95,
 )
 from kit.claims.load import ClaimSet, default_expected_dir, load_claims
-from kit.claims.transcribe_check import STUDY_IDS
 from kit.claims.validate import (
     Verdict,
     same_hardware_name,
@@ -111,8 +110,11 @@ def test_gpu_names_match_by_model_not_by_vendor_words() -> None:
 
 
 def test_hardware_bound_aggregate_on_other_hardware(claims: ClaimSet) -> None:
-    docs = [ok_result(m, p, latency_ms=5.0, gpu=H100) for m in STUDY_IDS
-            for p in ("torch-fp32", "torch-fp16", "bnb-int8", "bnb-nf4")]
+    docs = [
+        ok_result(m, p, latency_ms=5.0, gpu=H100)
+        for m in STUDY_IDS
+        for p in ("torch-fp32", "torch-fp16", "bnb-int8", "bnb-nf4")
+    ]
     v = verdict_of(claims, "000.ranges.latency.range", docs)
     assert v.verdict == "not-comparable" and H100 in v.reason and v.measured == [5.0, 5.0]
 
@@ -146,8 +148,10 @@ def test_nan_in_a_result_is_not_measured_not_a_crash(claims: ClaimSet) -> None:
 
 
 def test_speedup_is_recomputed_on_one_machine_whatever_the_gpu(claims: ClaimSet) -> None:
-    docs = [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100),
-            ok_result(HUGE, "torch-fp16", latency_ms=10.24, gpu=H100)]
+    docs = [
+        ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100),
+        ok_result(HUGE, "torch-fp16", latency_ms=10.24, gpu=H100),
+    ]
     v = verdict_of(claims, "001.speedup.vit-huge-patch14-2020.fp16", docs)
     assert v.verdict == "pass" and v.measured == pytest.approx(25.59 / 10.24)
     assert "fp32 mean latency / path mean latency" in v.convention and H100 in v.reason
@@ -167,8 +171,14 @@ def test_memory_reduction(claims: ClaimSet) -> None:
 
 
 def _speedup_docs(ratio: float, models: tuple[str, ...] = STUDY_IDS, gpu: str = H100) -> list[dict[str, Any]]:
-    return [doc for m in models for doc in (ok_result(m, "torch-fp32", latency_ms=10.0 * ratio, gpu=gpu),
-                                            ok_result(m, "torch-fp16", latency_ms=10.0, gpu=gpu))]
+    return [
+        doc
+        for m in models
+        for doc in (
+            ok_result(m, "torch-fp32", latency_ms=10.0 * ratio, gpu=gpu),
+            ok_result(m, "torch-fp16", latency_ms=10.0, gpu=gpu),
+        )
+    ]
 
 
 def test_aggregate_is_recomputed_from_our_rows(claims: ClaimSet) -> None:
@@ -187,8 +197,9 @@ def test_leader_and_top_lists(claims: ClaimSet) -> None:
     docs = [*_speedup_docs(1.0), ok_result(HUGE, "torch-fp16", latency_ms=4.0, gpu=H100, finished=newer)]
     docs += [ok_result(m, p, latency_ms=50.0, gpu=H100) for m in STUDY_IDS for p in ("bnb-int8", "bnb-nf4")]
     assert verdict_of(claims, "001.leaders.foundation_transformer", docs).verdict == "pass"
-    docs.append(ok_result("vit-large-patch16-2020", "torch-fp16", latency_ms=2.0, gpu=H100,
-                          finished="2025-02-01T00:00:00Z"))
+    docs.append(
+        ok_result("vit-large-patch16-2020", "torch-fp16", latency_ms=2.0, gpu=H100, finished="2025-02-01T00:00:00Z")
+    )
     v = verdict_of(claims, "001.leaders.foundation_transformer", docs)
     assert v.verdict == "fail" and v.measured == "vit-large-patch16-2020"
     top = verdict_of(claims, "000.top_fp16_speedup.list", docs)
@@ -197,8 +208,10 @@ def test_leader_and_top_lists(claims: ClaimSet) -> None:
 
 
 def test_newest_document_of_a_cell_wins(claims: ClaimSet) -> None:
-    docs = [ok_result(HUGE, "torch-fp16", latency_ms=20.0, finished="2025-01-01T00:00:00Z"),
-            ok_result(HUGE, "torch-fp16", latency_ms=10.3, finished="2025-03-01T00:00:00Z")]
+    docs = [
+        ok_result(HUGE, "torch-fp16", latency_ms=20.0, finished="2025-01-01T00:00:00Z"),
+        ok_result(HUGE, "torch-fp16", latency_ms=10.3, finished="2025-03-01T00:00:00Z"),
+    ]
     assert verdict_of(claims, LAT, docs).verdict == "pass"
 
 
@@ -206,14 +219,19 @@ def test_newest_document_of_a_cell_wins(claims: ClaimSet) -> None:
 
 
 def test_parameters_are_compared_on_any_hardware(claims: ClaimSet) -> None:
-    v = verdict_of(claims, "003.selection.vit-base-patch32-specialized.parameters",
-                   [ok_result("vit-base-patch32-specialized", "torch-fp32", parameters=88_045_824, gpu=H100)])
+    v = verdict_of(
+        claims,
+        "003.selection.vit-base-patch32-specialized.parameters",
+        [ok_result("vit-base-patch32-specialized", "torch-fp32", parameters=88_045_824, gpu=H100)],
+    )
     assert v.verdict == "fail" and v.measured == 88_045_824 and v.hardware is None
 
 
 def test_dynamic_int8_claims_of_004(claims: ClaimSet) -> None:
-    cpu = [ok_result(DINO, "torch-fp32", device="cpu", latency_ms=45.0, peak_mb=342.0, gpu=None),
-           ok_result(DINO, "torch-int8-dynamic", device="cpu", latency_ms=29.0, peak_mb=127.0, gpu=None)]
+    cpu = [
+        ok_result(DINO, "torch-fp32", device="cpu", latency_ms=45.0, peak_mb=342.0, gpu=None),
+        ok_result(DINO, "torch-int8-dynamic", device="cpu", latency_ms=29.0, peak_mb=127.0, gpu=None),
+    ]
     lat = verdict_of(claims, "004.perf.latency.quantized", cpu)
     assert lat.verdict == "not-comparable" and "NVIDIA T4" in lat.reason and CPU in lat.reason
     assert "CPU kernels only" in lat.reason
@@ -259,8 +277,15 @@ def test_every_claim_gets_exactly_one_verdict_and_the_document_is_schema_valid(c
     assert not [v for v in verdicts if "internal error" in v.reason]
     summary = summarize(verdicts)
     assert summary.total == len(claims) and sum(summary.by_verdict.values()) == len(claims)
-    doc = verdict_document(verdicts, summary, expected_dir="e", results_dir="r", rejected=[("x.json", "bad")],
-                           generated_utc="2025-01-01T00:00:00Z", documents=len(docs) + 1)
+    doc = verdict_document(
+        verdicts,
+        summary,
+        expected_dir="e",
+        results_dir="r",
+        rejected=[("x.json", "bad")],
+        generated_utc="2025-01-01T00:00:00Z",
+        documents=len(docs) + 1,
+    )
     assert verdicts_problem(doc) is None
     assert summary.exit_code == (1 if summary.by_verdict["fail"] else 0)
 
@@ -278,10 +303,10 @@ def test_screening_rejects_bad_documents_by_name() -> None:
 
 
 def _group() -> click.Group:
-    group = click.Group()
-    for cmd in (commands.claims, commands.validate, commands.accuracy):
-        group.add_command(cmd)
-    return group
+    # The real command group: it is what turns the library's BadInput into one line and exit 2.
+    from kit.cli import main
+
+    return main
 
 
 def _write_doc(root: Path, doc: dict[str, Any]) -> Path:
@@ -306,8 +331,12 @@ def small_expected(tmp_path: Path) -> Path:
 
 def _huge_docs(fp16_latency: float) -> list[dict[str, Any]]:
     # The study's own vit-huge rows, so that every claim about it passes except what the test changes.
-    rows = {"torch-fp32": (25.59, 2420.56), "torch-fp16": (fp16_latency, 1214.34), "bnb-int8": (56.14, 615.82),
-            "bnb-nf4": (56.54, 615.82)}
+    rows = {
+        "torch-fp32": (25.59, 2420.56),
+        "torch-fp16": (fp16_latency, 1214.34),
+        "bnb-int8": (56.14, 615.82),
+        "bnb-nf4": (56.54, 615.82),
+    }
     return [ok_result(HUGE, p, latency_ms=lat, peak_mb=peak, parameters=632_000_000) for p, (lat, peak) in rows.items()]
 
 
@@ -315,8 +344,10 @@ def test_cli_exit_0_when_no_claim_failed(tmp_path: Path, small_expected: Path) -
     for doc in _huge_docs(10.24):
         _write_doc(tmp_path / "res", doc)
     out = tmp_path / "verdicts.json"
-    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
-                                           str(small_expected), "--json", str(out)])
+    result = CliRunner().invoke(
+        _group(),
+        ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--json", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert "== portable" in result.output and "== relative" in result.output and "== hardware-bound" in result.output
     assert result.output.strip().splitlines()[-2].startswith("validate: ")
@@ -327,8 +358,9 @@ def test_cli_exit_0_when_no_claim_failed(tmp_path: Path, small_expected: Path) -
 def test_cli_exit_1_when_a_claim_failed(tmp_path: Path, small_expected: Path) -> None:
     for doc in _huge_docs(20.0):
         _write_doc(tmp_path / "res", doc)
-    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
-                                           str(small_expected), "--only", "fail"])
+    result = CliRunner().invoke(
+        _group(), ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--only", "fail"]
+    )
     assert result.exit_code == 1, result.output
     assert "fail            001.latency.vit-huge-patch14-2020.fp16" in result.output
 
@@ -339,8 +371,10 @@ def test_cli_lists_corrupt_documents_and_validates_the_rest(tmp_path: Path, smal
     broken = tmp_path / "res" / "cells" / HUGE / "torch-bf16__cuda__bs1.json"
     broken.write_text('{"schema_version": "1", "kind": "qkit-res')
     out = tmp_path / "v.json"
-    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
-                                           str(small_expected), "--json", str(out)])
+    result = CliRunner().invoke(
+        _group(),
+        ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--json", str(out)],
+    )
     assert result.exit_code == 0, result.output
     assert f"rejected result document {broken}" in result.output
     doc = json.loads(out.read_text())
@@ -353,8 +387,9 @@ def test_cli_exit_2_on_a_malformed_expected_file(tmp_path: Path, small_expected:
     doc["claims"][3]["tolerance"]["kind"] = "loose"
     file.write_text(json.dumps(doc))
     (tmp_path / "res").mkdir()
-    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "res"), "--expected",
-                                           str(small_expected)])
+    result = CliRunner().invoke(
+        _group(), ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected)]
+    )
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1
@@ -362,8 +397,9 @@ def test_cli_exit_2_on_a_malformed_expected_file(tmp_path: Path, small_expected:
 
 
 def test_cli_exit_2_on_a_missing_results_dir(tmp_path: Path, small_expected: Path) -> None:
-    result = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "nope"), "--expected",
-                                           str(small_expected)])
+    result = CliRunner().invoke(
+        _group(), ["validate", "--results", str(tmp_path / "nope"), "--expected", str(small_expected)]
+    )
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
 
 
@@ -390,7 +426,10 @@ def test_cli_accuracy_bad_input(tmp_path: Path) -> None:
 def test_label_mapping_from_id2label() -> None:
     id2label = {"0": "tench, Tinca tinca", "1": "goldfish, Carassius auratus", "2": "great white shark"}
     assert label_index(["tench", "Goldfish", "great_white_shark"], id2label) == {
-        "tench": 0, "Goldfish": 1, "great_white_shark": 2}
+        "tench": 0,
+        "Goldfish": 1,
+        "great_white_shark": 2,
+    }
     assert label_index(["0", "2"], {"0": "a", "1": "b", "2": "c"}) == {"0": 0, "2": 2}
     with pytest.raises(AccuracyError, match="1 class folder"):
         label_index(["tench", "n01440764"], id2label)
@@ -410,7 +449,7 @@ def test_topk_and_counting() -> None:
 def test_wilson_interval() -> None:
     lo, hi = wilson_ci95(8124, 10_000)
     assert 80.4 < lo < 81.24 < hi < 82.1
-    assert wilson_ci95(0, 10) [0] == 0.0 and wilson_ci95(10, 10)[1] == 100.0
+    assert wilson_ci95(0, 10)[0] == 0.0 and wilson_ci95(10, 10)[1] == 100.0
 
 
 def test_image_folder_and_preprocessing(tmp_path: Path) -> None:
@@ -441,8 +480,9 @@ def test_accuracy_document_check() -> None:
 def test_processor_settings_are_followed(tmp_path: Path) -> None:
     from PIL import Image
 
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
-        {"size": {"height": 8, "width": 8}, "do_normalize": False, "do_flip_channel_order": True}))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps({"size": {"height": 8, "width": 8}, "do_normalize": False, "do_flip_channel_order": True})
+    )
     prep = preprocess_for(tmp_path, 16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert prep.resize_exact == (8, 8) and prep.mean == (0.0, 0.0, 0.0) and prep.flip_channels
     Image.new("RGB", (20, 10), (255, 0, 0)).save(tmp_path / "red.png")
@@ -479,13 +519,27 @@ def test_accuracy_command_end_to_end(tmp_path: Path, small_expected: Path) -> No
             pixels = (rng.random((40, 50, 3)) * 255).astype("uint8")
             Image.fromarray(pixels).save(tmp_path / "data" / cls / f"{i}.png")
     out = tmp_path / "results" / "accuracy"
-    args = ["accuracy", "--model", "mobilevit-xxs-edge", "--weights", str(tmp_path / "w"), "--dataset",
-            str(tmp_path / "data"), "--paths", "torch-fp32", "--out", str(out), "--batch-size", "4"]
+    args = [
+        "accuracy",
+        "--model",
+        "mobilevit-xxs-edge",
+        "--weights",
+        str(tmp_path / "w"),
+        "--dataset",
+        str(tmp_path / "data"),
+        "--paths",
+        "torch-fp32",
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+    ]
     result = CliRunner().invoke(_group(), args)
     assert result.exit_code == 0, result.output
     (file,) = out.glob("*.accuracy.json")
     doc = json.loads(file.read_text())
     assert accuracy_problem(doc) is None and doc["images"] == 4 and 0 <= doc["top1_pct"] <= doc["top5_pct"] <= 100
-    run = CliRunner().invoke(_group(), ["validate", "--results", str(tmp_path / "results"), "--expected",
-                                        str(small_expected)])
+    run = CliRunner().invoke(
+        _group(), ["validate", "--results", str(tmp_path / "results"), "--expected", str(small_expected)]
+    )
     assert run.exit_code == 0 and "1 accuracy documents" in run.output

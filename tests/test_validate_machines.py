@@ -15,10 +15,9 @@ import click
 import pytest
 from claims_factory import H100, RTX, not_ok_result, ok_result
 from click.testing import CliRunner
+from support.transcribe_check import STUDY_IDS
 
-from kit.claims import commands
 from kit.claims.load import ClaimSet, default_expected_dir, load_claims
-from kit.claims.transcribe_check import STUDY_IDS
 from kit.claims.validate import (
     Verdict,
     machine_list,
@@ -28,6 +27,7 @@ from kit.claims.validate import (
     verdict_document,
     verdicts_problem,
 )
+from kit.commands import claims as commands
 
 HUGE = "vit-huge-patch14-2020"
 DINO = "dinov2-base-2023"
@@ -45,19 +45,25 @@ def claims() -> ClaimSet:
 
 
 def rtx_docs() -> list[dict[str, Any]]:
-    return [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=RTX),
-            ok_result(HUGE, "torch-fp16", latency_ms=10.24, gpu=RTX)]
+    return [
+        ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=RTX),
+        ok_result(HUGE, "torch-fp16", latency_ms=10.24, gpu=RTX),
+    ]
 
 
 def h100_docs() -> list[dict[str, Any]]:
     # speedup 25.59 / 20 = 1.28x: outside 2.5x ±15%
-    return [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100),
-            ok_result(HUGE, "torch-fp16", latency_ms=20.0, gpu=H100)]
+    return [
+        ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100),
+        ok_result(HUGE, "torch-fp16", latency_ms=20.0, gpu=H100),
+    ]
 
 
 def cpu_docs() -> list[dict[str, Any]]:
-    return [ok_result(DINO, "torch-fp32", device="cpu", latency_ms=45.0, peak_mb=342.0, gpu=None, cpu=EPYC),
-            ok_result(DINO, "torch-int8-dynamic", device="cpu", latency_ms=29.0, peak_mb=127.0, gpu=None, cpu=EPYC)]
+    return [
+        ok_result(DINO, "torch-fp32", device="cpu", latency_ms=45.0, peak_mb=342.0, gpu=None, cpu=EPYC),
+        ok_result(DINO, "torch-int8-dynamic", device="cpu", latency_ms=29.0, peak_mb=127.0, gpu=None, cpu=EPYC),
+    ]
 
 
 def three_machines() -> list[dict[str, Any]]:
@@ -108,8 +114,10 @@ def test_no_matching_gpu_is_not_comparable_on_every_machine(claims: ClaimSet) ->
 
 def test_inconclusive_when_one_machine_passes_and_another_is_within_noise(claims: ClaimSet) -> None:
     # 25.59 / 12.5 = 2.05x with a wide CI reaching across the lower edge 2.125
-    noisy = [ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100, cv=0.3, iterations=20),
-             ok_result(HUGE, "torch-fp16", latency_ms=12.5, gpu=H100, cv=0.3, iterations=20)]
+    noisy = [
+        ok_result(HUGE, "torch-fp32", latency_ms=25.59, gpu=H100, cv=0.3, iterations=20),
+        ok_result(HUGE, "torch-fp16", latency_ms=12.5, gpu=H100, cv=0.3, iterations=20),
+    ]
     v = verdict_of(claims, SPEEDUP, [*rtx_docs(), *noisy])
     assert v.verdict == "inconclusive" and v.summary == "holds on 1 of 2 GPUs (inconclusive on H100 80GB HBM3)"
     assert overall_verdict(["pass", "not-comparable", "pass"]) == "pass"
@@ -118,8 +126,10 @@ def test_inconclusive_when_one_machine_passes_and_another_is_within_noise(claims
 
 
 def test_a_machine_that_did_not_measure_the_cell_is_not_measured_there(claims: ClaimSet) -> None:
-    t4 = [ok_result(HUGE, "torch-fp32", latency_ms=70.0, gpu=T4),
-          not_ok_result(HUGE, "torch-fp16", "failed", "CUDA out of memory", gpu=T4)]
+    t4 = [
+        ok_result(HUGE, "torch-fp32", latency_ms=70.0, gpu=T4),
+        not_ok_result(HUGE, "torch-fp16", "failed", "CUDA out of memory", gpu=T4),
+    ]
     v = verdict_of(claims, SPEEDUP, [*rtx_docs(), *t4])
     assert v.verdict == "pass" and v.measured == pytest.approx(25.59 / 10.24)
     assert v.summary == "holds on 1 of 1 GPU (not measured on T4)"
@@ -132,8 +142,14 @@ def test_a_machine_that_did_not_measure_the_cell_is_not_measured_there(claims: C
 
 
 def _speedup_docs(ratio: float, gpu: str) -> list[dict[str, Any]]:
-    return [doc for m in STUDY_IDS for doc in (ok_result(m, "torch-fp32", latency_ms=10.0 * ratio, gpu=gpu),
-                                               ok_result(m, "torch-fp16", latency_ms=10.0, gpu=gpu))]
+    return [
+        doc
+        for m in STUDY_IDS
+        for doc in (
+            ok_result(m, "torch-fp32", latency_ms=10.0 * ratio, gpu=gpu),
+            ok_result(m, "torch-fp16", latency_ms=10.0, gpu=gpu),
+        )
+    ]
 
 
 def test_aggregates_are_judged_per_machine_too(claims: ClaimSet) -> None:
@@ -173,11 +189,22 @@ def test_single_machine_output_is_unchanged(claims: ClaimSet) -> None:
 def test_verdict_document_carries_machines_and_per_machine(claims: ClaimSet) -> None:
     docs = three_machines()
     verdicts = validate(claims, docs)
-    doc = verdict_document(verdicts, summarize(verdicts), expected_dir="e", results_dir="r", rejected=[],
-                           generated_utc="2025-01-01T00:00:00Z", documents=len(docs), machines=machine_list(docs))
+    doc = verdict_document(
+        verdicts,
+        summarize(verdicts),
+        expected_dir="e",
+        results_dir="r",
+        rejected=[],
+        generated_utc="2025-01-01T00:00:00Z",
+        documents=len(docs),
+        machines=machine_list(docs),
+    )
     assert verdicts_problem(doc) is None
     assert [(m["name"], m["device"], m["documents"]) for m in doc["machines"]] == [
-        (EPYC, "cpu", 2), (RTX, "cuda", 2), (H100, "cuda", 2)]
+        (EPYC, "cpu", 2),
+        (RTX, "cuda", 2),
+        (H100, "cuda", 2),
+    ]
     speedup = next(v for v in doc["verdicts"] if v["claim_id"] == SPEEDUP)
     assert speedup["summary"].startswith("holds on 1 of 2") and len(speedup["per_machine"]) == 2
     # files written before per-machine verdicts (no machines, per_machine, summary) still validate
@@ -220,8 +247,9 @@ def merged(tmp_path: Path, small_expected: Path) -> tuple[Path, Path, Any]:
     _write_merged(res, three_machines())
     group = click.Group()
     group.add_command(commands.validate)
-    result = CliRunner().invoke(group, ["validate", "--results", str(res), "--expected", str(small_expected),
-                                        "--json", str(out)])
+    result = CliRunner().invoke(
+        group, ["validate", "--results", str(res), "--expected", str(small_expected), "--json", str(out)]
+    )
     return res, out, result
 
 
@@ -246,7 +274,7 @@ def test_report_has_a_claim_by_machine_table(merged: tuple[Path, Path, Any], tmp
     assert header == f"| claim | overall | {RTX_COL} | {H100_COL} | summary |"  # the CPU box judged nothing twice
     assert f"| `{SPEEDUP}` | fail | ✓ | ✗ | holds on 1 of 2 GPUs (fails on H100 80GB HBM3) |" in text
     assert f"| `{LAT}` |" in text  # in its verdict group ...
-    table = text[text.index(header):text.index("\n\n", text.index(header))]
+    table = text[text.index(header) : text.index("\n\n", text.index(header))]
     assert f"`{LAT}`" not in table  # ... but not in the matrix: judged on one GPU only
     # the verdict tables' "why" starts with the summary, then the numbers of the machine it failed on
     assert f"holds on 1 of 2 GPUs (fails on H100 80GB HBM3): measured 1.28 x on {H100} (cuda)" in text
@@ -257,8 +285,16 @@ def test_one_machine_report_has_no_machine_table(tmp_path: Path, small_expected:
     from kit.report.markdown import SideInput, section_machine_matrix
 
     verdicts = validate(load_claims(small_expected), rtx_docs())
-    doc = verdict_document(verdicts, summarize(verdicts), expected_dir="e", results_dir="r", rejected=[],
-                           generated_utc="2025-01-01T00:00:00Z", documents=2, machines=machine_list(rtx_docs()))
+    doc = verdict_document(
+        verdicts,
+        summarize(verdicts),
+        expected_dir="e",
+        results_dir="r",
+        rejected=[],
+        generated_utc="2025-01-01T00:00:00Z",
+        documents=2,
+        machines=machine_list(rtx_docs()),
+    )
     side = SideInput("validate", tmp_path / "v.json", items=doc["verdicts"], raw=doc)
     assert section_machine_matrix(side) == ""
 
@@ -268,15 +304,28 @@ def test_machine_table_is_capped_with_a_note(tmp_path: Path) -> None:
     from kit.report.markdown import SideInput, section_machine_matrix
 
     def verdict(i: int, overall: str) -> dict[str, Any]:
-        return {"claim_id": f"c.{i:03d}", "verdict": overall, "summary": "holds on 1 of 2 GPUs",
-                "per_machine": [{"machine": "NVIDIA A100 (cuda)", "verdict": "pass", "measured": 1, "reason": "r"},
-                                {"machine": "Tesla T4 (cuda)", "verdict": overall, "measured": 2, "reason": "r"}]}
+        return {
+            "claim_id": f"c.{i:03d}",
+            "verdict": overall,
+            "summary": "holds on 1 of 2 GPUs",
+            "per_machine": [
+                {"machine": "NVIDIA A100 (cuda)", "verdict": "pass", "measured": 1, "reason": "r"},
+                {"machine": "Tesla T4 (cuda)", "verdict": overall, "measured": 2, "reason": "r"},
+            ],
+        }
 
     items = [verdict(i, "fail" if i % 50 == 7 else "pass") for i in range(250)]
-    items.append({"claim_id": "one", "verdict": "pass", "summary": "holds on 1 of 1 GPU",
-                  "per_machine": [{"machine": "NVIDIA A100 (cuda)", "verdict": "pass", "measured": 1, "reason": "r"},
-                                  {"machine": "Tesla T4 (cuda)", "verdict": "not-comparable", "measured": 2,
-                                   "reason": "r"}]})
+    items.append(
+        {
+            "claim_id": "one",
+            "verdict": "pass",
+            "summary": "holds on 1 of 1 GPU",
+            "per_machine": [
+                {"machine": "NVIDIA A100 (cuda)", "verdict": "pass", "measured": 1, "reason": "r"},
+                {"machine": "Tesla T4 (cuda)", "verdict": "not-comparable", "measured": 2, "reason": "r"},
+            ],
+        }
+    )
     matrix = data.machine_matrix(items, data.machines_named(None, items))
     assert matrix["total"] == 250 and len(matrix["rows"]) == data.MACHINE_ROWS
     assert matrix["machines"] == ["NVIDIA A100 (cuda)", "Tesla T4 (cuda)"]

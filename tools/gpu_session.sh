@@ -12,7 +12,7 @@
 #           again; packs the documents into $OUT/cells-<machine>.tgz as results/reference/<machine>/.
 #           If the machine went back in between, carry that tarball in ".gpu-results/" and the
 #           next call unpacks it first and resumes from it.
-#   bench   `python -m kit.bench_gpu` (FP16 ViT-H/14 batch 32 against the card's peak, bnb on CUDA)
+#   bench   `python -m kit.bench.gpu` (FP16 ViT-H/14 batch 32 against the card's peak, bnb on CUDA)
 # Then, here: `tar xzf cells-<machine>.tgz` in the repository root, `qkit validate --results
 # results/reference/<machine>`, `qkit report`, commit.
 set -euo pipefail
@@ -48,8 +48,8 @@ run)
     tar czf "$OUT/cells-$TAG.tgz" --exclude=_cache --transform "s,^$DEST,results/reference/$TAG," "$DEST"
     ;;
 bench)
-    python3 -m kit.bench_gpu --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log" || true
-    python3 -m kit.bench_bnb --device cuda --json "$OUT/bench_bnb_cuda.json" 2>&1 | tee -a "$OUT/bench.log"
+    python3 -m kit.bench.gpu --json "$OUT/bench_gpu.json" 2>&1 | tee "$OUT/bench.log" || true
+    python3 -m kit.bench.bnb --device cuda --json "$OUT/bench_bnb_cuda.json" 2>&1 | tee -a "$OUT/bench.log"
     ;;
 *)
     echo "gpu_session: unknown step $STEP (check|run|bench)" >&2

@@ -76,22 +76,41 @@ def _utc() -> str:
 
 
 def accuracy_document(
-    model: str, path: str, device: str, counts: tuple[int, int, int] | None, dataset: dict[str, Any],
-    weights: str, environment: dict[str, Any], started: str, reason: str | None = None,
+    model: str,
+    path: str,
+    device: str,
+    counts: tuple[int, int, int] | None,
+    dataset: dict[str, Any],
+    weights: str,
+    environment: dict[str, Any],
+    started: str,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     """One path's accuracy as a document; ``counts`` = (top1 hits, top5 hits, images) or None."""
     doc: dict[str, Any] = {
-        "schema_version": "1", "kind": ACCURACY_KIND, "model": model, "path": path, "device": device,
+        "schema_version": "1",
+        "kind": ACCURACY_KIND,
+        "model": model,
+        "path": path,
+        "device": device,
         "status": "ok" if counts else ("skipped" if reason and reason.startswith("unavailable") else "failed"),
         "reason": None if counts else (reason or "no images evaluated"),
-        "dataset": dataset, "weights": weights, "environment": environment,
-        "started_utc": started, "finished_utc": _utc(),
+        "dataset": dataset,
+        "weights": weights,
+        "environment": environment,
+        "started_utc": started,
+        "finished_utc": _utc(),
     }
     if counts:
         top1, top5, n = counts
-        doc.update(top1_pct=100 * top1 / n, top5_pct=100 * top5 / n, images=n,
-                   top1_ci95=list(wilson_ci95(top1, n)), top5_ci95=list(wilson_ci95(top5, n)),
-                   ci_method="Wilson score interval, 95%")
+        doc.update(
+            top1_pct=100 * top1 / n,
+            top5_pct=100 * top5 / n,
+            images=n,
+            top1_ci95=list(wilson_ci95(top1, n)),
+            top5_ci95=list(wilson_ci95(top5, n)),
+            ci_method="Wilson score interval, 95%",
+        )
     return doc
 
 
@@ -171,10 +190,15 @@ class Preprocess:
     flip_channels: bool = False  # MobileViT's processor feeds BGR
 
     def describe(self) -> str:
-        size = (f"resize to {self.resize_exact[0]}x{self.resize_exact[1]}" if self.resize_exact
-                else f"resize shorter side to {self.resize_shortest}, centre crop {self.crop}")
-        return (f"{size} (PIL resample {self.resample}), scale {self.rescale:.6g}, normalise mean {self.mean} "
-                f"std {self.std}{', RGB->BGR' if self.flip_channels else ''}")
+        size = (
+            f"resize to {self.resize_exact[0]}x{self.resize_exact[1]}"
+            if self.resize_exact
+            else f"resize shorter side to {self.resize_shortest}, centre crop {self.crop}"
+        )
+        return (
+            f"{size} (PIL resample {self.resample}), scale {self.rescale:.6g}, normalise mean {self.mean} "
+            f"std {self.std}{', RGB->BGR' if self.flip_channels else ''}"
+        )
 
 
 def _read_processor_config(weights: Path) -> dict[str, Any]:
@@ -249,8 +273,9 @@ def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> int:
     return int((top == labels[:, None]).any(axis=1).sum())
 
 
-def count_hits(run: Callable[[np.ndarray], np.ndarray], data: Iterator[tuple[np.ndarray, np.ndarray]],
-               num_labels: int) -> tuple[int, int, int]:
+def count_hits(
+    run: Callable[[np.ndarray], np.ndarray], data: Iterator[tuple[np.ndarray, np.ndarray]], num_labels: int
+) -> tuple[int, int, int]:
     top1 = top5 = n = 0
     for pixels, labels in data:
         logits = np.asarray(run(pixels), dtype=np.float32)
@@ -293,8 +318,16 @@ def classifier_spec(spec: Any) -> Any:
     return dataclasses.replace(spec, model_class=cls, head="classifier", primary_output="logits", model_kwargs={})
 
 
-def evaluate_path(spec: Any, path_name: str, device: str, weights: Path, items: list[tuple[Path, int]],
-                  prep: Preprocess, num_labels: int, batch_size: int) -> tuple[int, int, int]:
+def evaluate_path(
+    spec: Any,
+    path_name: str,
+    device: str,
+    weights: Path,
+    items: list[tuple[Path, int]],
+    prep: Preprocess,
+    num_labels: int,
+    batch_size: int,
+) -> tuple[int, int, int]:
     """Prepare one path from the local checkpoint and count top-1/top-5 hits over ``items``."""
     from kit.models.build import build_model
     from kit.paths.base import PrepareContext, get_path
@@ -307,9 +340,13 @@ def evaluate_path(spec: Any, path_name: str, device: str, weights: Path, items: 
         raise AccuracyError(f"unavailable: {why}")
     with tempfile.TemporaryDirectory(prefix="qkit-acc-") as work:
         ctx = PrepareContext(
-            spec=spec, device=device, batch_size=batch_size,
+            spec=spec,
+            device=device,
+            batch_size=batch_size,
             build_float_model=lambda: build_model(spec, weights=str(weights))[0],
-            work_dir=work, cache_dir=work, weights_fingerprint=_fingerprint(weights),
+            work_dir=work,
+            cache_dir=work,
+            weights_fingerprint=_fingerprint(weights),
         )
         prepared = path.prepare(ctx)
         try:
@@ -318,8 +355,9 @@ def evaluate_path(spec: Any, path_name: str, device: str, weights: Path, items: 
             prepared.close()
 
 
-def run_accuracy(model: str, weights: Path, dataset: Path, paths: list[str], device: str, batch_size: int,
-                 limit: int | None) -> list[dict[str, Any]]:
+def run_accuracy(
+    model: str, weights: Path, dataset: Path, paths: list[str], device: str, batch_size: int, limit: int | None
+) -> list[dict[str, Any]]:
     """One accuracy document per path; a path that cannot run gives a skipped/failed document."""
     from kit.models.registry import get_model
 
@@ -332,9 +370,15 @@ def run_accuracy(model: str, weights: Path, dataset: Path, paths: list[str], dev
     mapping = label_index([name for _, name in folders], id2label)
     items = [(img, mapping[name]) for img, name in folders][: limit or None]
     prep = preprocess_for(weights, spec.image_size, spec.mean, spec.std)
-    info = {"dir": str(dataset), "images_found": len(folders), "classes": len(mapping),
-            "labels": "class folders matched to config.json id2label", "preprocess": prep.describe(),
-            "limit": limit, "model_class": spec.model_class}
+    info = {
+        "dir": str(dataset),
+        "images_found": len(folders),
+        "classes": len(mapping),
+        "labels": "class folders matched to config.json id2label",
+        "preprocess": prep.describe(),
+        "limit": limit,
+        "model_class": spec.model_class,
+    }
     env, docs = _environment(), []
     for name in paths:
         started = _utc()
@@ -342,8 +386,11 @@ def run_accuracy(model: str, weights: Path, dataset: Path, paths: list[str], dev
             counts = evaluate_path(spec, name, device, weights, items, prep, len(id2label), batch_size)
             docs.append(accuracy_document(model, name, device, counts, info, str(weights), env, started))
         except (AccuracyError, KeyError, RuntimeError, ValueError) as exc:
-            docs.append(accuracy_document(model, name, device, None, info, str(weights), env, started,
-                                          reason=" ".join(str(exc).split())))
+            docs.append(
+                accuracy_document(
+                    model, name, device, None, info, str(weights), env, started, reason=" ".join(str(exc).split())
+                )
+            )
     return docs
 
 

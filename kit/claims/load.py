@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,9 @@ from typing import Any
 
 import jsonschema
 from jsonschema import Draft202012Validator
+
+from kit import documents
+from kit.documents import schemas_dir
 
 CLAIMS_SCHEMA = "claims.schema.json"
 COMPARABILITY: tuple[str, ...] = ("portable", "relative", "hardware-bound")
@@ -148,15 +150,9 @@ class ClaimSet:
 # ------------------------------------------------------------------------------- locating
 
 
-def schemas_dir() -> Path:
-    override = os.environ.get("QKIT_SCHEMAS")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "schemas"
-
-
 def default_expected_dir() -> Path:
-    """``$QKIT_EXPECTED`` or the repository's ``expected/`` (found relative to the package)."""
-    override = os.environ.get("QKIT_EXPECTED")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "expected"
+    """``$QKIT_EXPECTED`` or the bundled study's claims (package data)."""
+    return documents.expected_dir()
 
 
 @functools.cache

@@ -275,8 +275,9 @@ class ResultIndex:
             best[machine_of(doc)] = doc
         return best
 
-    def _why_missing(self, model: str, path: str, device: str | None, batch: int | None,
-                     docs: list[dict[str, Any]]) -> str:
+    def _why_missing(
+        self, model: str, path: str, device: str | None, batch: int | None, docs: list[dict[str, Any]]
+    ) -> str:
         cell = f"{model} {path} on {device or 'any device'}" + (f" batch {batch}" if batch else "")
         if docs:
             reasons = sorted({f"{d.get('status')}: {one_line(str(d.get('reason')), 160)}" for d in docs})
@@ -294,8 +295,7 @@ class ResultIndex:
         """The machines that measured at least one cell on ``device`` (a box that only skipped them does not count)."""
         return sorted(m for m, n in self.rank.items() if n and m.device == device)
 
-    def absent_reason(self, machine: Machine, cells: Iterable[tuple[str, str]], device: str,
-                      batch: int | None) -> str:
+    def absent_reason(self, machine: Machine, cells: Iterable[tuple[str, str]], device: str, batch: int | None) -> str:
         """Why ``machine`` gives no measurement for a claim that needs ``cells`` (model, path)."""
         cells = list(dict.fromkeys(cells))
         problems = []
@@ -311,8 +311,11 @@ class ResultIndex:
                 problems.append(f"{what}: no result")
         if not problems:
             return f"not measured on {machine.label()}: its results for these cells lack a usable value"
-        head = (f"not measured on {machine.label()}" if len(cells) == 1 else
-                f"{len(problems)} of the {len(cells)} cells needed are not measured on {machine.label()}")
+        head = (
+            f"not measured on {machine.label()}"
+            if len(cells) == 1
+            else f"{len(problems)} of the {len(cells)} cells needed are not measured on {machine.label()}"
+        )
         more = f"; ... (+{len(problems) - 2} more)" if len(problems) > 2 else ""
         return f"{head} ({'; '.join(problems[:2])}{more})"
 
@@ -322,8 +325,10 @@ def machine_list(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     docs = list(results)
     total = Counter(machine_of(d) for d in docs)
     ok = Counter(machine_of(d) for d in docs if d.get("status") == "ok")
-    return [{"machine": m.label(), "name": m.name, "device": m.device, "documents": n, "ok": ok[m]}
-            for m, n in sorted(total.items())]
+    return [
+        {"machine": m.label(), "name": m.name, "device": m.device, "documents": n, "ok": ok[m]}
+        for m, n in sorted(total.items())
+    ]
 
 
 # ======================================================================= hardware names
@@ -361,8 +366,7 @@ def _latency(doc: dict[str, Any]) -> Measured | Missing:
     if std is not None and n and n >= 2:
         half = Z95 * std / math.sqrt(n)
         ci = (mean - half, mean + half)
-    convention = (f"our mean of {n} timed iterations (the study averaged 1000); 95% CI of the mean = "
-                  "mean ± 1.96·std/√n")
+    convention = f"our mean of {n} timed iterations (the study averaged 1000); 95% CI of the mean = mean ± 1.96·std/√n"
     return Measured(mean, ci, _num(lat.get("cv")), convention, (_cell_name(doc),))
 
 
@@ -389,14 +393,21 @@ def _parameters(doc: dict[str, Any]) -> Any:
     return info.get("param_count", info.get("parameters"))
 
 
-_throughput = _simple(lambda d: _dig(d, "throughput", "samples_per_s"), "throughput.samples_per_s",
-                      "our throughput.samples_per_s (its method is recorded in the result)")
-_peak = _simple(lambda d: _dig(d, "memory", "peak_mb"), "memory.peak_mb",
-                "our memory.peak_mb (MiB) at the cell's batch size")
+_throughput = _simple(
+    lambda d: _dig(d, "throughput", "samples_per_s"),
+    "throughput.samples_per_s",
+    "our throughput.samples_per_s (its method is recorded in the result)",
+)
+_peak = _simple(
+    lambda d: _dig(d, "memory", "peak_mb"), "memory.peak_mb", "our memory.peak_mb (MiB) at the cell's batch size"
+)
 _size = _simple(_size_mib, "size.bytes", "our serialized size (size.bytes / 2^20, MiB; the study's 'MB' is ambiguous)")
-_params = _simple(_parameters, "model_info.param_count",
-                  "parameters of the model as built (model_info.param_count): a property of the model, which "
-                  "the study repeats on every precision's row")
+_params = _simple(
+    _parameters,
+    "model_info.param_count",
+    "parameters of the model as built (model_info.param_count): a property of the model, which "
+    "the study repeats on every precision's row",
+)
 
 
 def _arch_value(doc: dict[str, Any], key: str) -> Any:
@@ -415,9 +426,12 @@ def _arch_value(doc: dict[str, Any], key: str) -> Any:
 
 
 def _arch(key: str) -> Extractor:
-    return _simple(lambda d: _arch_value(d, key), key,
-                   f"{key} of the model as run (result model_info, else the kit registry's copy of the "
-                   "checkpoint config.json, which is checked against the real config when weights load)")
+    return _simple(
+        lambda d: _arch_value(d, key),
+        key,
+        f"{key} of the model as run (result model_info, else the kit registry's copy of the "
+        "checkpoint config.json, which is checked against the real config when weights load)",
+    )
 
 
 SINGLE: dict[str, Extractor] = {
@@ -429,11 +443,17 @@ SINGLE: dict[str, Extractor] = {
     **{k: _arch(k) for k in ("image_size", "patch_size", "hidden_size", "num_attention_heads", "num_hidden_layers")},
 }
 # Quantities that do not depend on the machine: looked up on any device, compared as "anywhere".
-MACHINE_FREE = {"model_size_mb", "parameters", "image_size", "patch_size", "hidden_size", "num_attention_heads",
-                "num_hidden_layers"}
+MACHINE_FREE = {
+    "model_size_mb",
+    "parameters",
+    "image_size",
+    "patch_size",
+    "hidden_size",
+    "num_attention_heads",
+    "num_hidden_layers",
+}
 # A model property: read from the fp32 result whatever precision's row repeats it.
-MODEL_PROPERTY = {"parameters", "image_size", "patch_size", "hidden_size", "num_attention_heads",
-                  "num_hidden_layers"}
+MODEL_PROPERTY = {"parameters", "image_size", "patch_size", "hidden_size", "num_attention_heads", "num_hidden_layers"}
 
 
 def _accuracy(index: ResultIndex, model: str, path: str, key: str) -> Measured | Missing:
@@ -442,16 +462,22 @@ def _accuracy(index: ResultIndex, model: str, path: str, key: str) -> Measured |
     if not ok:
         if docs:
             return Missing(f"accuracy of {model} {path}: {docs[-1].get('status')}: {docs[-1].get('reason')}")
-        return Missing(f"no accuracy result for {model} {path}: run `qkit accuracy --model {model} --weights DIR "
-                       "--dataset DIR` (needs the checkpoint and the labelled images)")
+        return Missing(
+            f"no accuracy result for {model} {path}: run `qkit accuracy --model {model} --weights DIR "
+            "--dataset DIR` (needs the checkpoint and the labelled images)"
+        )
     doc = max(ok, key=lambda d: str(d.get("finished_utc")))
     ci = doc.get(f"{key}_ci95")
     ci95 = None
     if isinstance(ci, list) and len(ci) == 2 and all(_num(c) is not None for c in ci):
         ci95 = (float(ci[0]), float(ci[1]))
-    return Measured(float(doc[f"{key}_pct"]), ci95, None,
-                    f"{key} accuracy over {doc['images']} images of {_dig(doc, 'dataset', 'dir')} ({doc['device']})",
-                    (f"accuracy:{model}/{path}/{doc['device']}",))
+    return Measured(
+        float(doc[f"{key}_pct"]),
+        ci95,
+        None,
+        f"{key} accuracy over {doc['images']} images of {_dig(doc, 'dataset', 'dir')} ({doc['device']})",
+        (f"accuracy:{model}/{path}/{doc['device']}",),
+    )
 
 
 # ======================================================================== paired metrics
@@ -472,16 +498,21 @@ class Pair:
 
 PAIRS: dict[str, Pair] = {
     "speedup": Pair("latency_ms", lambda b, p: b / p, "speedup = fp32 mean latency / path mean latency, one machine"),
-    "inference_improvement_pct": Pair("latency_ms", lambda b, p: 100 * (1 - p / b),
-                                      "100·(1 - path mean latency / fp32 mean latency), one machine"),
-    "memory_reduction_pct": Pair("peak_memory_mb", lambda b, p: 100 * (1 - p / b),
-                                 "100·(1 - path peak / fp32 peak), one machine"),
-    "memory_reduction_fraction": Pair("peak_memory_mb", lambda b, p: 1 - p / b,
-                                      "1 - path peak / fp32 peak, one machine, as a fraction"),
-    "throughput_change_pct": Pair("throughput_sps", lambda b, p: 100 * (p / b - 1),
-                                  "100·(path throughput / fp32 throughput - 1), one machine"),
-    "size_reduction_pct": Pair("model_size_mb", lambda b, p: 100 * (1 - p / b),
-                               "100·(1 - path serialized size / fp32 serialized size)"),
+    "inference_improvement_pct": Pair(
+        "latency_ms", lambda b, p: 100 * (1 - p / b), "100·(1 - path mean latency / fp32 mean latency), one machine"
+    ),
+    "memory_reduction_pct": Pair(
+        "peak_memory_mb", lambda b, p: 100 * (1 - p / b), "100·(1 - path peak / fp32 peak), one machine"
+    ),
+    "memory_reduction_fraction": Pair(
+        "peak_memory_mb", lambda b, p: 1 - p / b, "1 - path peak / fp32 peak, one machine, as a fraction"
+    ),
+    "throughput_change_pct": Pair(
+        "throughput_sps", lambda b, p: 100 * (p / b - 1), "100·(path throughput / fp32 throughput - 1), one machine"
+    ),
+    "size_reduction_pct": Pair(
+        "model_size_mb", lambda b, p: 100 * (1 - p / b), "100·(1 - path serialized size / fp32 serialized size)"
+    ),
     "top1_accuracy_delta_pp": Pair("top1_accuracy_pct", lambda b, p: p - b, "path top-1 - fp32 top-1 (pp)", True),
     "top5_accuracy_delta_pp": Pair("top5_accuracy_pct", lambda b, p: p - b, "path top-5 - fp32 top-5 (pp)", True),
     "top1_accuracy_drop_pp": Pair("top1_accuracy_pct", lambda b, p: b - p, "fp32 top-1 - path top-1 (pp)", True),
@@ -509,8 +540,13 @@ def _combine(pair: Pair, base: Measured, path: Measured) -> Measured | Missing:
     if not pair.paired_difference and (base.value == 0 or path.value == 0):
         return Missing(f"a {pair.source} of 0 cannot form a ratio ({', '.join(base.cells + path.cells)})")
     cv = max((c for c in (base.cv, path.cv) if c is not None), default=None)
-    return Measured(pair.combine(base.value, path.value), _pair_ci(pair, base, path), cv,
-                    f"{pair.convention}; {base.convention}", base.cells + path.cells)
+    return Measured(
+        pair.combine(base.value, path.value),
+        _pair_ci(pair, base, path),
+        cv,
+        f"{pair.convention}; {base.convention}",
+        base.cells + path.cells,
+    )
 
 
 # ====================================================================== cell measurement
@@ -518,8 +554,9 @@ def _combine(pair: Pair, base: Measured, path: Measured) -> Measured | Missing:
 Found = dict[Machine, Measured] | Missing
 
 
-def measure_single(index: ResultIndex, metric: str, model: str, path: str, device: str | None,
-                   batch: int | None) -> Found:
+def measure_single(
+    index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None
+) -> Found:
     """One metric of one cell, per machine that measured it."""
     if metric in ACCURACY_METRICS:
         m = _accuracy(index, model, path, ACCURACY_METRICS[metric])
@@ -539,8 +576,9 @@ def measure_single(index: ResultIndex, metric: str, model: str, path: str, devic
     return found or Missing("; ".join(problems[:2]))
 
 
-def measure_pair(index: ResultIndex, metric: str, model: str, path: str, device: str | None,
-                 batch: int | None) -> Found:
+def measure_pair(
+    index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None
+) -> Found:
     pair = PAIRS[metric]
     base = measure_single(index, pair.source, model, BASELINE_PATH, device, batch)
     if isinstance(base, Missing):
@@ -550,9 +588,11 @@ def measure_pair(index: ResultIndex, metric: str, model: str, path: str, device:
         return other
     shared = set(base) & set(other)
     if not shared:
-        return Missing(f"{BASELINE_PATH} and {path} of {model} were measured on different machines "
-                       f"({', '.join(m.label() for m in base)} vs {', '.join(m.label() for m in other)}); "
-                       "a ratio needs one machine")
+        return Missing(
+            f"{BASELINE_PATH} and {path} of {model} were measured on different machines "
+            f"({', '.join(m.label() for m in base)} vs {', '.join(m.label() for m in other)}); "
+            "a ratio needs one machine"
+        )
     found: dict[Machine, Measured] = {}
     problem: Missing | None = None
     for machine in sorted(shared):
@@ -564,8 +604,7 @@ def measure_pair(index: ResultIndex, metric: str, model: str, path: str, device:
     return found or problem or Missing("no value")
 
 
-def measure(index: ResultIndex, metric: str, model: str, path: str, device: str | None,
-            batch: int | None) -> Found:
+def measure(index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None) -> Found:
     if metric in PAIRS:
         return measure_pair(index, metric, model, path, device, batch)
     if metric in SINGLE or metric in ACCURACY_METRICS:
@@ -620,9 +659,17 @@ def _worst(*outcomes: str) -> str:
 
 def _base_verdict(claim: Claim, verdict: str, reason: str, **kw: Any) -> Verdict:
     return Verdict(
-        claim_id=claim.id, source_file=claim.source_file, section=claim.section, text=claim.text,
-        comparability=claim.comparability, metric=claim.metric, subject=_subject_text(claim), unit=claim.unit,
-        verdict=verdict, claimed=claim.value, reason=reason,
+        claim_id=claim.id,
+        source_file=claim.source_file,
+        section=claim.section,
+        text=claim.text,
+        comparability=claim.comparability,
+        metric=claim.metric,
+        subject=_subject_text(claim),
+        unit=claim.unit,
+        verdict=verdict,
+        claimed=claim.value,
+        reason=reason,
         tolerance={"kind": claim.tolerance.kind, "value": claim.tolerance.value, "reason": claim.tolerance.reason},
         **kw,
     )
@@ -651,11 +698,16 @@ def _not_comparable(claim: Claim, m: Measured, machine: Machine) -> Verdict:
     claimed = claimed_hardware(claim) or "unstated hardware"
     why = f"hardware-bound: claimed on {claimed} ({claim.device}), measured on {machine.label()}"
     return _base_verdict(
-        claim, "not-comparable",
+        claim,
+        "not-comparable",
         f"{why}: ours {fmt(m.value)} {claim.unit} vs claimed {fmt(claim.value)} {claim.unit}, shown, not judged"
         + _device_note(claim),
-        measured=m.value, ci95=list(m.ci95) if m.ci95 else None, cv=m.cv, convention=m.convention,
-        hardware=_hardware_field(claim, machine), cells=list(m.cells),
+        measured=m.value,
+        ci95=list(m.ci95) if m.ci95 else None,
+        cv=m.cv,
+        convention=m.convention,
+        hardware=_hardware_field(claim, machine),
+        cells=list(m.cells),
     )
 
 
@@ -666,26 +718,44 @@ def _scalar_verdict(claim: Claim, m: Measured, machine: Machine) -> Verdict:
     dev = float(m.value) - claimed
     rel = dev / abs(claimed) if claimed else None
     where = "" if machine == ANYWHERE else f" on {machine.label()}"
-    numbers = (f"measured {fmt(m.value)} {claim.unit}{where} vs claimed {fmt(claimed)} {claim.unit}: "
-               f"deviation {dev:+.4g}" + (f" ({rel:+.1%})" if rel is not None else ""))
+    numbers = (
+        f"measured {fmt(m.value)} {claim.unit}{where} vs claimed {fmt(claimed)} {claim.unit}: "
+        f"deviation {dev:+.4g}" + (f" ({rel:+.1%})" if rel is not None else "")
+    )
     tol = f"tolerance {claim.tolerance.describe()} ({claim.tolerance.reason})"
     if outcome == "inconclusive":
         edge = low if m.ci95 and min(m.ci95) < low <= max(m.ci95) else high
         cv = f", CV {m.cv:.1%}" if m.cv is not None else ""
         ci = f"[{fmt(min(m.ci95))}, {fmt(max(m.ci95))}]"
-        reason = (f"{numbers}; the 95% CI {ci} straddles the tolerance edge {fmt(edge)}{cv} "
-                  f"(tolerance {claim.tolerance.describe()})")
+        reason = (
+            f"{numbers}; the 95% CI {ci} straddles the tolerance edge {fmt(edge)}{cv} "
+            f"(tolerance {claim.tolerance.describe()})"
+        )
     else:
         reason = f"{numbers}, {'within' if outcome == 'pass' else 'outside'} {tol}"
     return _base_verdict(
-        claim, outcome, reason + _device_note(claim), measured=m.value, deviation=dev, deviation_relative=rel,
-        allowed=[low, high], ci95=list(m.ci95) if m.ci95 else None, cv=m.cv, convention=m.convention,
-        hardware=None if machine == ANYWHERE else _hardware_field(claim, machine), cells=list(m.cells),
+        claim,
+        outcome,
+        reason + _device_note(claim),
+        measured=m.value,
+        deviation=dev,
+        deviation_relative=rel,
+        allowed=[low, high],
+        ci95=list(m.ci95) if m.ci95 else None,
+        cv=m.cv,
+        convention=m.convention,
+        hardware=None if machine == ANYWHERE else _hardware_field(claim, machine),
+        cells=list(m.cells),
     )
 
 
-def _judge_found(claim: Claim, found: Found, index: ResultIndex,
-                 compare: Callable[[Measured, Machine], Verdict], needs: list[tuple[str, str]]) -> Verdict:
+def _judge_found(
+    claim: Claim,
+    found: Found,
+    index: ResultIndex,
+    compare: Callable[[Measured, Machine], Verdict],
+    needs: list[tuple[str, str]],
+) -> Verdict:
     if isinstance(found, Missing):
         return _base_verdict(claim, "not-measured", found.reason + _device_note(claim))
 
@@ -695,8 +765,9 @@ def _judge_found(claim: Claim, found: Found, index: ResultIndex,
             return _not_comparable(claim, m, machine)
         return compare(m, machine)
 
-    return across_machines(claim, index, {machine: on(machine) for machine in found}, claim.measure_device,
-                           needs, claim.batch_size)
+    return across_machines(
+        claim, index, {machine: on(machine) for machine in found}, claim.measure_device, needs, claim.batch_size
+    )
 
 
 def _needs(metric: str, model: str, path: str) -> list[tuple[str, str]]:
@@ -729,8 +800,12 @@ def _short_names(machines: list[Machine]) -> dict[Machine, str]:
     return short
 
 
-_SUMMARY_WORDS = (("fail", "fails on"), ("inconclusive", "inconclusive on"),
-                  ("not-comparable", "not comparable on"), ("not-measured", "not measured on"))
+_SUMMARY_WORDS = (
+    ("fail", "fails on"),
+    ("inconclusive", "inconclusive on"),
+    ("not-comparable", "not comparable on"),
+    ("not-measured", "not measured on"),
+)
 
 
 def machines_summary(outcomes: dict[Machine, str], device: str | None) -> str:
@@ -743,13 +818,22 @@ def machines_summary(outcomes: dict[Machine, str], device: str | None) -> str:
         head = f"holds on {held} of {len(judged)} {noun}{'s' if len(judged) != 1 else ''}"
     else:
         head = f"judged on none of {len(outcomes)} {noun}s"
-    rest = ["{} {}".format(words, ", ".join(names[m] for m in sorted(outcomes) if outcomes[m] == verdict))
-            for verdict, words in _SUMMARY_WORDS if verdict in outcomes.values()]
+    rest = [
+        "{} {}".format(words, ", ".join(names[m] for m in sorted(outcomes) if outcomes[m] == verdict))
+        for verdict, words in _SUMMARY_WORDS
+        if verdict in outcomes.values()
+    ]
     return head + (f" ({'; '.join(rest)})" if rest else "")
 
 
-def across_machines(claim: Claim, index: ResultIndex, per: dict[Machine, Verdict], device: str | None,
-                    needs: list[tuple[str, str]], batch: int | None) -> Verdict:
+def across_machines(
+    claim: Claim,
+    index: ResultIndex,
+    per: dict[Machine, Verdict],
+    device: str | None,
+    needs: list[tuple[str, str]],
+    batch: int | None,
+) -> Verdict:
     """One verdict from the claim's verdict on each machine that measured it (module doc).
 
     Machines that measured other cells on ``device`` but not these are counted as not-measured
@@ -765,10 +849,12 @@ def across_machines(claim: Claim, index: ResultIndex, per: dict[Machine, Verdict
     overall = overall_verdict(outcomes.values())
     pool = [m for m, v in per.items() if v.verdict == overall] if overall else list(per)
     chosen = per[index.pick(pool, claimed)]
-    entries = [{"machine": m.label(), "verdict": v.verdict, "measured": v.measured, "reason": v.reason}
-               for m, v in per.items()]
-    entries += [{"machine": m.label(), "verdict": "not-measured", "measured": None, "reason": why}
-                for m, why in absent.items()]
+    entries = [
+        {"machine": m.label(), "verdict": v.verdict, "measured": v.measured, "reason": v.reason} for m, v in per.items()
+    ]
+    entries += [
+        {"machine": m.label(), "verdict": "not-measured", "measured": None, "reason": why} for m, why in absent.items()
+    ]
     order = {m.label(): m for m in outcomes}
     chosen.per_machine = sorted(entries, key=lambda e: order[e["machine"]])
     chosen.summary = machines_summary(outcomes, device)
@@ -787,8 +873,9 @@ def judge_cell(claim: Claim, index: ResultIndex) -> Verdict:
     if not isinstance(claim.value, (int, float)) or isinstance(claim.value, bool):
         return _base_verdict(claim, "unsupported", f"qkit has no rule to compare a {type(claim.value).__name__} value")
     found = measure(index, claim.metric, model, path, claim.measure_device, claim.batch_size)
-    return _judge_found(claim, found, index, lambda m, machine: _scalar_verdict(claim, m, machine),
-                        _needs(claim.metric, model, path))
+    return _judge_found(
+        claim, found, index, lambda m, machine: _scalar_verdict(claim, m, machine), _needs(claim.metric, model, path)
+    )
 
 
 # ============================================================================ aggregates
@@ -822,8 +909,10 @@ def _statistic(kind: str, params: dict[str, Any]) -> tuple[Callable[[list[float]
         "at_least": (min, True),
         "at_most": (max, True),
         "std": (lambda v: _std(v, int(params.get("ddof", 1))), False),
-        "percentile": (lambda v: _percentile(v, float(params.get("percentile", 50)),
-                                             str(params.get("method", "linear"))), True),
+        "percentile": (
+            lambda v: _percentile(v, float(params.get("percentile", 50)), str(params.get("method", "linear"))),
+            True,
+        ),
     }
     return table[kind]
 
@@ -835,8 +924,13 @@ def _stat_measured(kind: str, params: dict[str, Any], rows: dict[tuple[str, str]
     if monotone and all(m.ci95 for m in rows.values()):
         ci = (stat([min(m.ci95) for m in rows.values()]), stat([max(m.ci95) for m in rows.values()]))  # type: ignore[arg-type]
     cvs = [m.cv for m in rows.values() if m.cv is not None]
-    return Measured(stat(values), ci, max(cvs) if cvs else None, _rows_convention(rows),
-                    tuple(c for m in rows.values() for c in m.cells))
+    return Measured(
+        stat(values),
+        ci,
+        max(cvs) if cvs else None,
+        _rows_convention(rows),
+        tuple(c for m in rows.values() for c in m.cells),
+    )
 
 
 def _rows_convention(rows: dict[tuple[str, str], Measured]) -> str:
@@ -877,21 +971,32 @@ def _range_verdict(claim: Claim, rows: dict[tuple[str, str], Measured], machine:
     if claim.subject.aggregate == "all_within":
         edge_lo = allowed_interval(c_lo, kind, tol)[0]
         edge_hi = allowed_interval(c_hi, kind, tol)[1]
-        outcome = _worst(_one_sided(lo_m.value, lo_m.ci95, edge_lo, True),
-                         _one_sided(hi_m.value, hi_m.ci95, edge_hi, False))
-        rule = (f"every row within [{fmt(edge_lo)}, {fmt(edge_hi)}] "
-                f"([{fmt(c_lo)}, {fmt(c_hi)}] {claim.tolerance.describe()})")
+        outcome = _worst(
+            _one_sided(lo_m.value, lo_m.ci95, edge_lo, True), _one_sided(hi_m.value, hi_m.ci95, edge_hi, False)
+        )
+        rule = (
+            f"every row within [{fmt(edge_lo)}, {fmt(edge_hi)}] "
+            f"([{fmt(c_lo)}, {fmt(c_hi)}] {claim.tolerance.describe()})"
+        )
     else:
         a_lo, a_hi = allowed_interval(c_lo, kind, tol), allowed_interval(c_hi, kind, tol)
         outcome = _worst(classify(lo_m.value, lo_m.ci95, *a_lo), classify(hi_m.value, hi_m.ci95, *a_hi))
         rule = f"min within [{fmt(a_lo[0])}, {fmt(a_lo[1])}] and max within [{fmt(a_hi[0])}, {fmt(a_hi[1])}]"
     measured = [lo_m.value, hi_m.value]
-    reason = (f"measured [min, max] = {fmt(measured)} {claim.unit} on {machine.label()} over {len(rows)} rows vs "
-              f"claimed {fmt(claim.value)}: {rule}: {outcome}")
-    return _base_verdict(claim, outcome, reason, measured=measured,
-                         convention=f"{claim.subject.how}; {lo_m.convention}",
-                         hardware=_hardware_field(claim, machine), cells=list(lo_m.cells),
-                         ci95=[list(lo_m.ci95), list(hi_m.ci95)] if lo_m.ci95 and hi_m.ci95 else None)
+    reason = (
+        f"measured [min, max] = {fmt(measured)} {claim.unit} on {machine.label()} over {len(rows)} rows vs "
+        f"claimed {fmt(claim.value)}: {rule}: {outcome}"
+    )
+    return _base_verdict(
+        claim,
+        outcome,
+        reason,
+        measured=measured,
+        convention=f"{claim.subject.how}; {lo_m.convention}",
+        hardware=_hardware_field(claim, machine),
+        cells=list(lo_m.cells),
+        ci95=[list(lo_m.ci95), list(hi_m.ci95)] if lo_m.ci95 and hi_m.ci95 else None,
+    )
 
 
 def _bound_verdict(claim: Claim, rows: dict[tuple[str, str], Measured], machine: Machine) -> Verdict:
@@ -901,12 +1006,22 @@ def _bound_verdict(claim: Claim, rows: dict[tuple[str, str], Measured], machine:
     edge = low if at_least else high
     outcome = _one_sided(m.value, m.ci95, edge, at_least)
     word = "smallest" if at_least else "largest"
-    reason = (f"{word} of {len(rows)} rows is {fmt(m.value)} {claim.unit} on {machine.label()}; the claim needs it "
-              f"{'>=' if at_least else '<='} {fmt(edge)} ({fmt(claim.value)} {claim.tolerance.describe()}): {outcome}")
-    return _base_verdict(claim, outcome, reason, measured=m.value, deviation=m.value - float(claim.value),
-                         ci95=list(m.ci95) if m.ci95 else None, cv=m.cv,
-                         convention=f"{claim.subject.how}; {m.convention}",
-                         hardware=_hardware_field(claim, machine), cells=list(m.cells))
+    reason = (
+        f"{word} of {len(rows)} rows is {fmt(m.value)} {claim.unit} on {machine.label()}; the claim needs it "
+        f"{'>=' if at_least else '<='} {fmt(edge)} ({fmt(claim.value)} {claim.tolerance.describe()}): {outcome}"
+    )
+    return _base_verdict(
+        claim,
+        outcome,
+        reason,
+        measured=m.value,
+        deviation=m.value - float(claim.value),
+        ci95=list(m.ci95) if m.ci95 else None,
+        cv=m.cv,
+        convention=f"{claim.subject.how}; {m.convention}",
+        hardware=_hardware_field(claim, machine),
+        cells=list(m.cells),
+    )
 
 
 def _overlap(a: Measured, b: Measured) -> bool:
@@ -920,8 +1035,10 @@ def _ranking_outcome(ok: bool, close: bool) -> str:
 def _leader_verdict(claim: Claim, ranked: list[tuple[tuple[str, str], Measured]], machine: Machine) -> Verdict:
     (model, path), best = ranked[0]
     ok = model == claim.value and (not claim.kit_path or path == claim.kit_path)
-    claimed_row = next((row for row in ranked if row[0][0] == claim.value
-                        and (not claim.kit_path or row[0][1] == claim.kit_path)), None)
+    claimed_row = next(
+        (row for row in ranked if row[0][0] == claim.value and (not claim.kit_path or row[0][1] == claim.kit_path)),
+        None,
+    )
     close = claimed_row is not None and _overlap(claimed_row[1], best)
     outcome = _ranking_outcome(ok, close)
     detail = f"our leader is {model} ({path}) at {fmt(best.value)}"
@@ -939,13 +1056,26 @@ def _top_verdict(claim: Claim, ranked: list[tuple[tuple[str, str], Measured]], m
     return _ranking_result(claim, _ranking_outcome(ok, close), detail, measured, ranked, machine)
 
 
-def _ranking_result(claim: Claim, outcome: str, detail: str, measured: Any,
-                    ranked: list[tuple[tuple[str, str], Measured]], machine: Machine) -> Verdict:
+def _ranking_result(
+    claim: Claim,
+    outcome: str,
+    detail: str,
+    measured: Any,
+    ranked: list[tuple[tuple[str, str], Measured]],
+    machine: Machine,
+) -> Verdict:
     if outcome == "inconclusive":
         detail += "; the 95% CIs at the rank boundary overlap, so the order is within noise"
     reason = f"{detail} on {machine.label()} vs claimed {fmt(claim.value)}: {outcome}"
-    return _base_verdict(claim, outcome, reason, measured=measured, convention=claim.subject.how,
-                         hardware=_hardware_field(claim, machine), cells=[c for _, m in ranked for c in m.cells])
+    return _base_verdict(
+        claim,
+        outcome,
+        reason,
+        measured=measured,
+        convention=claim.subject.how,
+        hardware=_hardware_field(claim, machine),
+        cells=[c for _, m in ranked for c in m.cells],
+    )
 
 
 def _ranking_verdict(claim: Claim, rows: dict[tuple[str, str], Measured], machine: Machine) -> Verdict:
@@ -972,10 +1102,14 @@ def _aggregate_not_comparable(claim: Claim, rows: dict[tuple[str, str], Measured
     m = _stat_measured("min", {}, rows) if claim.subject.aggregate in ("range", "all_within") else None
     shown = [m.value, _stat_measured("max", {}, rows).value] if m else None
     claimed = claimed_hardware(claim) or "unstated hardware"
-    return _base_verdict(claim, "not-comparable",
-                         f"hardware-bound: claimed on {claimed}, measured on {machine.label()}"
-                         + (f": ours {fmt(shown)} {claim.unit} vs claimed {fmt(claim.value)}" if shown else ""),
-                         measured=shown, hardware=_hardware_field(claim, machine))
+    return _base_verdict(
+        claim,
+        "not-comparable",
+        f"hardware-bound: claimed on {claimed}, measured on {machine.label()}"
+        + (f": ours {fmt(shown)} {claim.unit} vs claimed {fmt(claim.value)}" if shown else ""),
+        measured=shown,
+        hardware=_hardware_field(claim, machine),
+    )
 
 
 def judge_aggregate(claim: Claim, index: ResultIndex) -> Verdict:
@@ -991,8 +1125,14 @@ def judge_aggregate(claim: Claim, index: ResultIndex) -> Verdict:
     over = claim.subject.over
     assert over is not None
     needs = [cell for model in over.models for path in over.kit_paths for cell in _needs(over.metric, model, path)]
-    return across_machines(claim, index, {machine: on(machine) for machine in found},
-                           over.device or claim.measure_device, needs, claim.batch_size)
+    return across_machines(
+        claim,
+        index,
+        {machine: on(machine) for machine in found},
+        over.device or claim.measure_device,
+        needs,
+        claim.batch_size,
+    )
 
 
 # =============================================================== study-level statements
@@ -1034,14 +1174,16 @@ def judge_version(claim: Claim, index: ResultIndex) -> Verdict:
     if not index.environments:
         return _base_verdict(claim, "not-measured", "no result documents, so no environment to compare with")
     if not ours:
-        return _base_verdict(claim, "not-measured",
-                             f"our results record no {item} version (not installed or not captured)")
+        return _base_verdict(
+            claim, "not-measured", f"our results record no {item} version (not installed or not captured)"
+        )
     matched = all(version_matches(str(claim.value), v) for v in ours)
     reason = f"the study used {item} {claim.value}; ours: {', '.join(ours)}"
     if matched:
         return _base_verdict(claim, "pass", reason, measured=", ".join(ours))
-    return _base_verdict(claim, "not-comparable", reason + ": our numbers may differ for that reason alone",
-                         measured=", ".join(ours))
+    return _base_verdict(
+        claim, "not-comparable", reason + ": our numbers may differ for that reason alone", measured=", ".join(ours)
+    )
 
 
 def judge_hardware(claim: Claim, index: ResultIndex) -> Verdict:
@@ -1051,14 +1193,22 @@ def judge_hardware(claim: Claim, index: ResultIndex) -> Verdict:
     key = ("gpu", "name") if item == "gpu" else ("cpu", "model")
     ours = sorted({str(v) for e in index.environments if (v := _dig(e, *key))})
     if not ours:
-        return _base_verdict(claim, "not-comparable",
-                             f"the study ran on {claim.value}; our results ran without a {item}",
-                             hardware={"claimed": str(claim.value), "ours": None})
+        return _base_verdict(
+            claim,
+            "not-comparable",
+            f"the study ran on {claim.value}; our results ran without a {item}",
+            hardware={"claimed": str(claim.value), "ours": None},
+        )
     same = all(same_hardware_name(str(claim.value), name) for name in ours)
     reason = f"the study ran on {claim.value}; ours: {', '.join(ours)}"
     verdict = "pass" if same else "not-comparable"
-    return _base_verdict(claim, verdict, reason + ("" if same else ": hardware-bound claims are shown, not judged"),
-                         measured=", ".join(ours), hardware={"claimed": str(claim.value), "ours": ", ".join(ours)})
+    return _base_verdict(
+        claim,
+        verdict,
+        reason + ("" if same else ": hardware-bound claims are shown, not judged"),
+        measured=", ".join(ours),
+        hardware={"claimed": str(claim.value), "ours": ", ".join(ours)},
+    )
 
 
 def judge_study(claim: Claim, index: ResultIndex) -> Verdict:
@@ -1082,12 +1232,16 @@ def judge(claim: Claim, index: ResultIndex) -> Verdict:
             return judge_aggregate(claim, index)
         return judge_cell(claim, index)
     except Exception as exc:  # one claim's bug must not hide the other verdicts
-        return _base_verdict(claim, "not-measured",
-                             f"internal error while judging this claim: {type(exc).__name__}: {one_line(str(exc))}")
+        return _base_verdict(
+            claim,
+            "not-measured",
+            f"internal error while judging this claim: {type(exc).__name__}: {one_line(str(exc))}",
+        )
 
 
-def validate(claims: ClaimSet | Iterable[Claim], results: list[Any], *,
-             accuracy: list[Any] | None = None) -> list[Verdict]:
+def validate(
+    claims: ClaimSet | Iterable[Claim], results: list[Any], *, accuracy: list[Any] | None = None
+) -> list[Verdict]:
     """One verdict per claim, in claim order. Documents that are not valid results are ignored
     here; use `screen_results` first to list them (the CLI does)."""
     screened = screen_results([*results, *(accuracy or [])])
@@ -1097,17 +1251,26 @@ def validate(claims: ClaimSet | Iterable[Claim], results: list[Any], *,
 
 def summarize(verdicts: list[Verdict], rejected: int = 0) -> Summary:
     by_verdict = Counter(v.verdict for v in verdicts)
-    by_class: dict[str, dict[str, int]] = {c: dict(Counter(v.verdict for v in verdicts if v.comparability == c))
-                                           for c in CLASSES}
+    by_class: dict[str, dict[str, int]] = {
+        c: dict(Counter(v.verdict for v in verdicts if v.comparability == c)) for c in CLASSES
+    }
     by_file: dict[str, dict[str, int]] = defaultdict(dict)
     for v in verdicts:
         by_file[v.source_file][v.verdict] = by_file[v.source_file].get(v.verdict, 0) + 1
     return Summary(len(verdicts), {k: by_verdict.get(k, 0) for k in VERDICTS}, by_class, dict(by_file), rejected)
 
 
-def verdict_document(verdicts: list[Verdict], summary: Summary, *, expected_dir: str, results_dir: str | None,
-                     rejected: list[tuple[str, str]], generated_utc: str, documents: int,
-                     machines: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def verdict_document(
+    verdicts: list[Verdict],
+    summary: Summary,
+    *,
+    expected_dir: str,
+    results_dir: str | None,
+    rejected: list[tuple[str, str]],
+    generated_utc: str,
+    documents: int,
+    machines: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The JSON verdict file (schema: schemas/verdicts.schema.json). ``machines``: `machine_list` of the results."""
     return {
         "schema_version": "1",
@@ -1117,9 +1280,15 @@ def verdict_document(verdicts: list[Verdict], summary: Summary, *, expected_dir:
         "results_dir": results_dir,
         "results": {"documents": documents, "rejected": [{"file": f, "reason": r} for f, r in rejected]},
         "machines": list(machines or []),
-        "summary": {"total": summary.total, "by_verdict": summary.by_verdict, "by_class": summary.by_class,
-                    "by_file": summary.by_file, "failed": summary.failed, "exit_code": summary.exit_code,
-                    "line": summary.line()},
+        "summary": {
+            "total": summary.total,
+            "by_verdict": summary.by_verdict,
+            "by_class": summary.by_class,
+            "by_file": summary.by_file,
+            "failed": summary.failed,
+            "exit_code": summary.exit_code,
+            "line": summary.line(),
+        },
         "verdicts": [_jsonable(v.to_dict()) for v in verdicts],
     }
 

@@ -114,10 +114,14 @@ def optimum_status() -> str:
     try:
         import optimum.exporters.onnx  # noqa: F401
     except ImportError as exc:
-        return (f"not used: optimum.exporters.onnx is not importable here ({exc}); optimum-onnx 0.1.0 "
-                "requires transformers < 4.58 and transformers 5 has no optimum.exporters.onnx")
-    return ("not used: importable, but the kit exports with torch.onnx on every stack so that one "
-            "exporter (and its check) covers all 16 models")
+        return (
+            f"not used: optimum.exporters.onnx is not importable here ({exc}); optimum-onnx 0.1.0 "
+            "requires transformers < 4.58 and transformers 5 has no optimum.exporters.onnx"
+        )
+    return (
+        "not used: importable, but the kit exports with torch.onnx on every stack so that one "
+        "exporter (and its check) covers all 16 models"
+    )
 
 
 def choose_exporter(requested: str | None) -> str:
@@ -444,8 +448,12 @@ def _export_dynamo(module: Any, x: Any, target: Path, external: bool) -> None:
     batch = torch.export.Dim("batch", min=1, max=4096)
     # The exporter prints progress lines to stdout and logs a warning per missing torchvision
     # op; a cell's output should stay the kit's.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), torch.no_grad(), \
-            _quiet_logger("torch.onnx"):
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        warnings.catch_warnings(),
+        torch.no_grad(),
+        _quiet_logger("torch.onnx"),
+    ):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module,
@@ -510,8 +518,14 @@ def _resave(source: Path, target: Path, external: bool) -> None:
 
     proto = onnx.load(str(source), load_external_data=True)
     if external:
-        onnx.save_model(proto, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=DATA_FILE, size_threshold=1024)
+        onnx.save_model(
+            proto,
+            str(target),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=DATA_FILE,
+            size_threshold=1024,
+        )
     else:
         onnx.save_model(proto, str(target))
 

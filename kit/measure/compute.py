@@ -145,23 +145,34 @@ def count_flops(spec: Any, model: Any = None, *, cache_dir: str | os.PathLike[st
     entry: dict[str, Any] | None = None
     try:
         total, by_op = _count_meta(spec)
-        entry = {"flops_per_sample": total, "by_op": by_op,
-                 "counted_on": "FP32 model built on the meta device from the registry spec, batch 1"}
+        entry = {
+            "flops_per_sample": total,
+            "by_op": by_op,
+            "counted_on": "FP32 model built on the meta device from the registry spec, batch 1",
+        }
     except Exception as exc:
         errors.append(f"meta-device build: {type(exc).__name__}: {exc}")
     if entry is None and model is not None:
         if _is_plain_float(model):
             try:
                 total, by_op = _count_model(spec, model)
-                entry = {"flops_per_sample": total, "by_op": by_op,
-                         "counted_on": "the cell's float model, batch 1 (meta-device build failed)"}
+                entry = {
+                    "flops_per_sample": total,
+                    "by_op": by_op,
+                    "counted_on": "the cell's float model, batch 1 (meta-device build failed)",
+                }
             except Exception as exc:
                 errors.append(f"cell model: {type(exc).__name__}: {exc}")
         else:
             errors.append("cell model is quantized: FlopCounterMode cannot see its kernels")
     if entry is None:
-        return {"flops_per_sample": None, "by_op": {}, "counted_on": None, "cached": False,
-                "error": "; ".join(errors)[:500]}
+        return {
+            "flops_per_sample": None,
+            "by_op": {},
+            "counted_on": None,
+            "cached": False,
+            "error": "; ".join(errors)[:500],
+        }
     entry["image_size"] = spec.image_size
     entry["model_id"] = spec.id
     _write_cache(path, key, entry)
@@ -202,8 +213,9 @@ def _tf32_on(math: dict[str, Any] | None) -> bool | None:
     return bool(torch.backends.cuda.matmul.allow_tf32) or torch.get_float32_matmul_precision() != "highest"
 
 
-def math_class(path: str | None, details: dict[str, Any] | None = None,
-               math: dict[str, Any] | None = None) -> tuple[str | None, str]:
+def math_class(
+    path: str | None, details: dict[str, Any] | None = None, math: dict[str, Any] | None = None
+) -> tuple[str | None, str]:
     """The tensor math a path's matmuls run in: fp32 | tf32 | fp16 | bf16 | int8, and why."""
     p = (path or "").lower()
     d = details or {}
@@ -304,4 +316,3 @@ def compute_section(
     if counted.get("error"):
         section["error"] = counted["error"]
     return section
-

@@ -179,8 +179,7 @@ class _ConvCounter:
     def _add(self, key: str, macs: int) -> None:
         self.macs[key] = self.macs.get(key, 0) + macs
 
-    def conv(self, key: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-             norm: bool = True) -> None:
+    def conv(self, key: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, norm: bool = True) -> None:
         pad = (k - 1) // 2
         self.h = (self.h + 2 * pad - k) // stride + 1
         self.w = (self.w + 2 * pad - k) // stride + 1
@@ -221,8 +220,11 @@ def _mobilevit(config: Mapping[str, Any], model_class: str, image_size: int) -> 
     cc.inverted_residual("mv2", neck[0], neck[1], 1, expand)
     for i in range(3):
         cc.inverted_residual("mv2", neck[1] if i == 0 else neck[2], neck[2], 2 if i == 0 else 1, expand)
-    for (cin, cout, dim, stages) in ((neck[2], neck[3], hidden[0], 2), (neck[3], neck[4], hidden[1], 4),
-                                     (neck[4], neck[5], hidden[2], 3)):
+    for cin, cout, dim, stages in (
+        (neck[2], neck[3], hidden[0], 2),
+        (neck[3], neck[4], hidden[1], 4),
+        (neck[4], neck[5], hidden[2], 3),
+    ):
         cc.inverted_residual("mv2", cin, cout, 2, expand)  # downsampling layer
         cc.conv("mobilevit_local", cout, cout, k)
         cc.conv("mobilevit_local", cout, dim, 1, norm=False)

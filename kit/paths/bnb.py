@@ -104,7 +104,7 @@ def _option(ctx_options: dict[str, Any], key: str) -> Any:
 
 
 def check_options(options: dict[str, Any]) -> None:
-    unknown = [k for k in options if k.startswith(OPTION_PREFIX) and k[len(OPTION_PREFIX):] not in OPTION_KEYS]
+    unknown = [k for k in options if k.startswith(OPTION_PREFIX) and k[len(OPTION_PREFIX) :] not in OPTION_KEYS]
     if unknown:
         valid = ", ".join(OPTION_PREFIX + k for k in OPTION_KEYS)
         raise PathFailed(f"unknown bitsandbytes option(s) {', '.join(sorted(unknown))}; valid: {valid}")
@@ -323,8 +323,7 @@ def verify_bnb_model(path_name: str, method: str, info: dict[str, Any], float_mo
         )
     if info["weight_bytes"] >= float_model_bytes:
         raise PathFailed(
-            f"{path_name}: weight bytes {info['weight_bytes']} are not below the FP32 model's "
-            f"{float_model_bytes}"
+            f"{path_name}: weight bytes {info['weight_bytes']} are not below the FP32 model's {float_model_bytes}"
         )
 
 
@@ -362,7 +361,8 @@ def cpu_4bit_kernel_as_run(n_generic: int, n_4bit: int) -> dict[str, Any]:
         "fused_kernel": cpu_4bit_kernel() if fused else None,
         "generic_layers": n_4bit - fused,
         "generic_kernel": "bitsandbytes gemm_4bit (dequantize_4bit + torch matmul in the compute dtype)"
-        if n_4bit - fused else None,
+        if n_4bit - fused
+        else None,
     }
 
 
@@ -421,12 +421,17 @@ class BnbPath(PrecisionPath):
         cuda = ctx.device == "cuda"
         s: dict[str, Any] = {}
         float_dtype = _option(opts, "float_dtype")
-        s["float_dtype"] = _dtype_option(float_dtype, "float_dtype") if float_dtype else (
-            "float16" if cuda else "float32"
+        s["float_dtype"] = (
+            _dtype_option(float_dtype, "float_dtype") if float_dtype else ("float16" if cuda else "float32")
         )
-        s["float_dtype_source"] = "option" if float_dtype else (
-            "default on cuda: float16, transformers 4.x's bitsandbytes loader default (the study's stack)"
-            if cuda else "default on cpu: float32, so the comparison with FP32 isolates the quantized Linears"
+        s["float_dtype_source"] = (
+            "option"
+            if float_dtype
+            else (
+                "default on cuda: float16, transformers 4.x's bitsandbytes loader default (the study's stack)"
+                if cuda
+                else "default on cpu: float32, so the comparison with FP32 isolates the quantized Linears"
+            )
         )
         skip = _option(opts, "skip_modules")
         if skip is None:
@@ -449,23 +454,34 @@ class BnbPath(PrecisionPath):
                 s["llm_int8_threshold"] = float(thr) if thr is not None else DEFAULT_LLM_INT8_THRESHOLD
             except (TypeError, ValueError):
                 raise PathFailed(f"option {OPTION_PREFIX}llm_int8_threshold={thr!r}: expected a number") from None
-            s["llm_int8_threshold_source"] = "option" if thr is not None else (
-                "default 6.0: LLM.int8's outlier threshold (Dettmers et al. 2022) and transformers' "
-                "default; 0.0 would switch the fp16 outlier decomposition off"
+            s["llm_int8_threshold_source"] = (
+                "option"
+                if thr is not None
+                else (
+                    "default 6.0: LLM.int8's outlier threshold (Dettmers et al. 2022) and transformers' "
+                    "default; 0.0 would switch the fp16 outlier decomposition off"
+                )
             )
         else:
             cd = _option(opts, "compute_dtype")
             s["compute_dtype"] = _dtype_option(cd, "compute_dtype") if cd else ("float16" if cuda else "bfloat16")
-            s["compute_dtype_source"] = "option" if cd else (
-                "default on cuda: float16, the dtype of the activations and of the tensor-core GEMM "
-                "the dequantized weights feed" if cuda else
-                "default on cpu: bfloat16, the only dtype bitsandbytes' fused CPU 4-bit kernel "
-                "computes in (it casts other inputs to bf16 and back)"
+            s["compute_dtype_source"] = (
+                "option"
+                if cd
+                else (
+                    "default on cuda: float16, the dtype of the activations and of the tensor-core GEMM "
+                    "the dequantized weights feed"
+                    if cuda
+                    else "default on cpu: bfloat16, the only dtype bitsandbytes' fused CPU 4-bit kernel "
+                    "computes in (it casts other inputs to bf16 and back)"
+                )
             )
             dq = _option(opts, "double_quant")
             s["double_quant"] = _bool_option(dq, "double_quant") if dq is not None else False
-            s["double_quant_source"] = "option" if dq is not None else (
-                "default off: transformers' BitsAndBytesConfig default (bnb_4bit_use_double_quant=False)"
+            s["double_quant_source"] = (
+                "option"
+                if dq is not None
+                else ("default off: transformers' BitsAndBytesConfig default (bnb_4bit_use_double_quant=False)")
             )
         return s
 
@@ -511,8 +527,7 @@ class BnbPath(PrecisionPath):
             source = os.path.join(ctx.work_dir, "float-model")
             float_model.save_pretrained(source, safe_serialization=True)
             source_note = (
-                "the run's FP32 model, saved with save_pretrained(safe_serialization=True) to the "
-                "cell's scratch dir"
+                "the run's FP32 model, saved with save_pretrained(safe_serialization=True) to the cell's scratch dir"
             )
         else:
             source_note = f"the local checkpoint directory the FP32 model came from ({source})"
@@ -558,8 +573,18 @@ class BnbPath(PrecisionPath):
         prepared.close = close
         return prepared
 
-    def _finish(self, ctx: PrepareContext, bnb: Any, model: Any, s: dict[str, Any], float_bytes: int,
-                float_by_dtype: dict[str, int], n_linear: int, source_note: str, attn: str | None) -> PreparedModel:
+    def _finish(
+        self,
+        ctx: PrepareContext,
+        bnb: Any,
+        model: Any,
+        s: dict[str, Any],
+        float_bytes: int,
+        float_by_dtype: dict[str, int],
+        n_linear: int,
+        source_note: str,
+        attn: str | None,
+    ) -> PreparedModel:
         """Inspect and verify the loaded model, then wrap it (PathFailed when the method did not run)."""
         import torch
 
@@ -723,11 +748,3 @@ class BnbFP4(_Bnb4Bit):
     # Not a method of the study: runnable on request (--paths bnb-fp4), not in the default matrix.
     default_devices = ()
     default_devices_reason = "FP4 is not one of the study's methods"
-
-
-def bench_bnb(**kwargs: Any) -> dict[str, Any]:
-    """``make bench`` entry (kit.bench looks it up here): bnb INT8 and NF4 against FP32 on ViT-B/16,
-    batch 1, on CPU (and on CUDA with ``device='cuda'``); see `kit.bench_bnb`."""
-    from kit.bench_bnb import bench_bnb as run
-
-    return run(**kwargs)

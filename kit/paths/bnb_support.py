@@ -332,8 +332,11 @@ def probe_method(method: str, device: str) -> tuple[bool, str]:
         layer = layer.to(device)
         layer.eval()
         w = layer.weight
-        quantized = w.dtype == torch.int8 if method == "int8" else bool(getattr(w, "bnb_quantized", False)) or (
-            w.dtype == torch.uint8 and getattr(w, "quant_state", None) is not None
+        quantized = (
+            w.dtype == torch.int8
+            if method == "int8"
+            else bool(getattr(w, "bnb_quantized", False))
+            or (w.dtype == torch.uint8 and getattr(w, "quant_state", None) is not None)
         )
         if not quantized:
             return False, (

@@ -54,9 +54,11 @@ from kit.paths.ort_support import (
 )
 
 SANITY_SEED = 0x5A17  # the all-zero / NaN check's image: apart from every other seed
-CUDA_TIMING = ("session.run_with_iobinding with input and output bound on the GPU (no host copies); "
-               "ORT synchronises its stream at the end of each run, so the host clock (perf_counter_ns) "
-               "times it: CUDA events on torch's stream would not see ORT's stream")
+CUDA_TIMING = (
+    "session.run_with_iobinding with input and output bound on the GPU (no host copies); "
+    "ORT synchronises its stream at the end of each run, so the host clock (perf_counter_ns) "
+    "times it: CUDA events on torch's stream would not see ORT's stream"
+)
 CPU_TIMING = "session.run on a float32 numpy input (ORT reads it in place)"
 
 
@@ -189,8 +191,13 @@ class OrtPath(PrecisionPath):
         from kit.export.onnx_export import ExportCheckFailed, OnnxModelError, get_or_export
 
         try:
-            return get_or_export(ctx.spec, ctx.build_float_model, ctx.cache_dir, ctx.weights_fingerprint,
-                                 exporter=option(ctx, "exporter"))
+            return get_or_export(
+                ctx.spec,
+                ctx.build_float_model,
+                ctx.cache_dir,
+                ctx.weights_fingerprint,
+                exporter=option(ctx, "exporter"),
+            )
         except (ExportCheckFailed, OnnxModelError) as exc:
             raise PathFailed(str(exc)) from None
         except ValueError as exc:  # an exporter asked for that this torch lacks
@@ -207,8 +214,10 @@ class OrtPath(PrecisionPath):
             raise PathFailed(str(exc)) from None
         kept = session.get_providers()
         if kept[0] != provider:
-            raise PathUnavailable(f"ONNX Runtime dropped {provider} for {model_path.name} (providers kept: "
-                                  f"{kept}); not measured as a CPU fallback")
+            raise PathUnavailable(
+                f"ONNX Runtime dropped {provider} for {model_path.name} (providers kept: "
+                f"{kept}); not measured as a CPU fallback"
+            )
         return session
 
     # ----------------------------------------------------------------- per path
@@ -253,10 +262,24 @@ def _file_bytes(path: Path) -> int:
 
 
 def _export_summary(export: Any) -> dict[str, Any]:
-    keep = ("exporter", "exporter_kind", "exporter_version", "opset", "fallback_from",
-            "attn_implementation_built", "attn_implementation_exported", "external_data",
-            "external_data_file", "check", "cache_hit", "cache_entry", "cache_note", "export_seconds",
-            "optimum_exporter", "weights_fingerprint")
+    keep = (
+        "exporter",
+        "exporter_kind",
+        "exporter_version",
+        "opset",
+        "fallback_from",
+        "attn_implementation_built",
+        "attn_implementation_exported",
+        "external_data",
+        "external_data_file",
+        "check",
+        "cache_hit",
+        "cache_entry",
+        "cache_note",
+        "export_seconds",
+        "optimum_exporter",
+        "weights_fingerprint",
+    )
     return {k: export.record.get(k) for k in keep}
 
 
@@ -320,8 +343,10 @@ class OrtFP32(OrtPath):
 
     def method_text(self, provider: str) -> str:
         if provider == "TensorrtExecutionProvider":
-            return ("the checked FP32 ONNX export run by ONNX Runtime's TensorRT provider (no FP16/INT8 "
-                    "flags; TensorRT may still use TF32 on Ampere and newer)")
+            return (
+                "the checked FP32 ONNX export run by ONNX Runtime's TensorRT provider (no FP16/INT8 "
+                "flags; TensorRT may still use TF32 on Ampere and newer)"
+            )
         return "the checked FP32 ONNX export run by ONNX Runtime (CUDA provider: use_tf32=0)"
 
 
@@ -335,8 +360,11 @@ class OrtFP16(OrtPath):
 
     def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
         if provider == "TensorrtExecutionProvider":
-            return export.onnx_path, {"transform": "none: TensorRT builds FP16 kernels (trt_fp16_enable)",
-                                      "quantization": None}, False
+            return (
+                export.onnx_path,
+                {"transform": "none: TensorRT builds FP16 kernels (trt_fp16_enable)", "quantization": None},
+                False,
+            )
         from kit.export.onnx_export import cached_model
 
         entry = export.directory / "derived" / "fp16-keepio"
@@ -365,8 +393,14 @@ def convert_fp16(src: Path, dst: Path, external: bool) -> dict[str, Any]:
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
     del model
     if external:  # as the FP32 export: one external data file (see onnx_export.EXTERNAL_DATA_THRESHOLD)
-        onnx.save_model(converted, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=dst.name + ".data", size_threshold=1024)
+        onnx.save_model(
+            converted,
+            str(dst),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=dst.name + ".data",
+            size_threshold=1024,
+        )
     else:
         onnx.save_model(converted, str(dst))
     return {"converter": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
@@ -377,8 +411,10 @@ class OrtInt8Dynamic(OrtPath):
     name = "ort-int8-dynamic"
     kind = "int8-dynamic"
     devices = ("cpu",)
-    device_note = ("ORT's dynamic-quantization kernels (DynamicQuantizeMatMul, MatMulIntegerToFloat) exist "
-                   "for the CPU provider only; on a GPU provider they would run on the CPU")
+    device_note = (
+        "ORT's dynamic-quantization kernels (DynamicQuantizeMatMul, MatMulIntegerToFloat) exist "
+        "for the CPU provider only; on a GPU provider they would run on the CPU"
+    )
     description = "ONNX Runtime dynamic INT8 (quantize_dynamic: int8 weights, activations quantized per run)"
 
     def settings(self, ctx: PrepareContext) -> Any:
@@ -459,8 +495,9 @@ class OrtInt8StaticQDQ(OrtPath):
         entry = export.directory / "derived" / f"int8-static-qdq-{digest}"
 
         def make(target: Path) -> dict[str, Any]:
-            return quantize_static_file(export.onnx_path, target, settings, calibration, INPUT_NAME,
-                                        export.external_data)
+            return quantize_static_file(
+                export.onnx_path, target, settings, calibration, INPUT_NAME, export.external_data
+            )
 
         path, record = _quantize(entry, make, cached_model)
         return path, {"transform": None, "quantization": record}, not record["cache_hit"]

@@ -70,8 +70,10 @@ def resolve_provider(device: str, requested: str | None) -> str:
         return DEVICE_PROVIDERS[device][0]
     name = provider_name(requested)
     if name not in DEVICE_PROVIDERS[device]:
-        raise ValueError(f"provider {name} does not run on device {device} (it serves: "
-                         f"{', '.join(d for d, ps in DEVICE_PROVIDERS.items() if name in ps)})")
+        raise ValueError(
+            f"provider {name} does not run on device {device} (it serves: "
+            f"{', '.join(d for d, ps in DEVICE_PROVIDERS.items() if name in ps)})"
+        )
     return name
 
 
@@ -102,8 +104,11 @@ def probe_provider(name: str) -> tuple[bool, str]:
 
     listed = available_providers()
     if name not in listed:
-        return False, f"{name} is not in onnxruntime.get_available_providers() {listed} " \
-                      f"(onnxruntime {ort.__version__}{_build_hint(name)})"
+        return (
+            False,
+            f"{name} is not in onnxruntime.get_available_providers() {listed} "
+            f"(onnxruntime {ort.__version__}{_build_hint(name)})",
+        )
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the probe's own fallback warning is reported below instead
     try:
@@ -113,9 +118,11 @@ def probe_provider(name: str) -> tuple[bool, str]:
     except Exception as exc:  # ORT raises its own Fail/RuntimeException types
         return False, f"a session asking for {name} failed: {_first_line(exc)}"
     if not kept or kept[0] != name:
-        return False, (f"ORT lists {name} but a session dropped it (providers kept: {kept}); "
-                       "usually the CUDA/cuDNN/TensorRT libraries it was built for are missing "
-                       "or of another major version (`qkit env --check`)")
+        return False, (
+            f"ORT lists {name} but a session dropped it (providers kept: {kept}); "
+            "usually the CUDA/cuDNN/TensorRT libraries it was built for are missing "
+            "or of another major version (`qkit env --check`)"
+        )
     return True, ""
 
 

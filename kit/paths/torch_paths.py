@@ -214,8 +214,9 @@ class TorchInt8Dynamic(PrecisionPath):
             # and the deprecation is recorded with the result rather than printed.
             warnings.simplefilter("always")
             qmodel = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        deprecations = sorted({str(w.message).split(".")[0] for w in caught
-                               if issubclass(w.category, (DeprecationWarning, UserWarning))})
+        deprecations = sorted(
+            {str(w.message).split(".")[0] for w in caught if issubclass(w.category, (DeprecationWarning, UserWarning))}
+        )
         n_linear = sum(1 for m in model.modules() if isinstance(m, torch.nn.Linear))
         n_dynamic = sum(1 for m in qmodel.modules() if type(m).__module__.startswith("torch.ao.nn.quantized.dynamic"))
         details = {

@@ -109,8 +109,9 @@ class StaticSettings:
         _check_type("activation_type", self.activation_type)
         _check_type("weight_type", self.weight_type)
         if self.calibrate_method not in CALIBRATION_METHODS:
-            raise ValueError(f"unknown calibration method {self.calibrate_method!r}; "
-                             f"valid: {', '.join(CALIBRATION_METHODS)}")
+            raise ValueError(
+                f"unknown calibration method {self.calibrate_method!r}; valid: {', '.join(CALIBRATION_METHODS)}"
+            )
         if self.samples < 1:
             raise ValueError("calibration needs at least 1 sample")
 
@@ -229,8 +230,9 @@ def load_image(spec: ModelSpec, path: Path) -> np.ndarray:
         raise CalibrationError(f"calibration image {path} is unreadable: {exc}") from None
     size = spec.image_size
     scale = size / min(rgb.size)
-    resized = rgb.resize((max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))),
-                         Image.Resampling.BICUBIC)
+    resized = rgb.resize(
+        (max(size, round(rgb.width * scale)), max(size, round(rgb.height * scale))), Image.Resampling.BICUBIC
+    )
     left, top = (resized.width - size) // 2, (resized.height - size) // 2
     crop = resized.crop((left, top, left + size, top + size))
     pixels = np.asarray(crop, dtype=np.float32) / 255.0

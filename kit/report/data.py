@@ -22,8 +22,15 @@ BASELINE_PATH = "torch-fp32"
 INT8_PATHS: tuple[str, ...] = ("bnb-int8", "torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static-qdq")
 # Reading order for tables and figure axes: float paths, then quantized ones; unknown paths go last.
 PATH_ORDER: tuple[str, ...] = (
-    "torch-fp32", "torch-fp16", "torch-bf16", "torch-int8-dynamic", "bnb-int8", "bnb-nf4",
-    "ort-fp32", "ort-int8-dynamic", "ort-int8-static-qdq",
+    "torch-fp32",
+    "torch-fp16",
+    "torch-bf16",
+    "torch-int8-dynamic",
+    "bnb-int8",
+    "bnb-nf4",
+    "ort-fp32",
+    "ort-int8-dynamic",
+    "ort-int8-static-qdq",
 )
 DEVICE_ORDER: tuple[str, ...] = ("cpu", "cuda")
 VERDICT_ORDER: tuple[str, ...] = ("fail", "inconclusive", "pass", "not-comparable", "not-measured", "unsupported")
@@ -32,6 +39,7 @@ MIB = 2**20
 
 
 # ---------------------------------------------------------------- ordering and keys
+
 
 def path_rank(path: str) -> tuple[int, str]:
     return (PATH_ORDER.index(path) if path in PATH_ORDER else len(PATH_ORDER), path)
@@ -75,6 +83,7 @@ def ordered(values: Iterable[str], rank: Any) -> list[str]:
 
 # ---------------------------------------------------------------- measured values
 
+
 def baselines(docs: Iterable[Doc]) -> dict[tuple[str, str, int], Doc]:
     """The ok torch-fp32 document of each (model, device, batch size)."""
     out = {}
@@ -117,18 +126,30 @@ def measured_rows(docs: Iterable[Doc]) -> list[dict[str, Any]]:
         m, p, dev, bs = cell_key(d)
         b = base.get((m, dev, bs))
         lat, fid = d["latency"], d["fidelity"]
-        rows.append({
-            "model": m, "path": p, "device": dev, "batch_size": bs,
-            "p50_ms": lat["p50"], "p50_ci95": tuple(lat["p50_ci95"]), "p99_ms": lat["p99"],
-            "cv": lat["cv"], "iterations": lat["iterations"], "noise_warnings": list(lat.get("noise_warnings") or []),
-            "throughput_sps": d["throughput"]["samples_per_s"],
-            "peak_mb": d["memory"]["peak_mb"], "weights_mb": weights_mb(d), "size_mb": size_mb(d),
-            "cosine": fid["cosine"], "top1": fid.get("top1_agreement"),
-            "speedup": speedup(d, b),
-            "memory_reduction_pct": reduction_pct(d["memory"]["peak_mb"], b["memory"]["peak_mb"] if b else None),
-            "weights_reduction_pct": reduction_pct(weights_mb(d), weights_mb(b) if b else None),
-            "provider": (d.get("path_info") or {}).get("execution_provider"),
-        })
+        rows.append(
+            {
+                "model": m,
+                "path": p,
+                "device": dev,
+                "batch_size": bs,
+                "p50_ms": lat["p50"],
+                "p50_ci95": tuple(lat["p50_ci95"]),
+                "p99_ms": lat["p99"],
+                "cv": lat["cv"],
+                "iterations": lat["iterations"],
+                "noise_warnings": list(lat.get("noise_warnings") or []),
+                "throughput_sps": d["throughput"]["samples_per_s"],
+                "peak_mb": d["memory"]["peak_mb"],
+                "weights_mb": weights_mb(d),
+                "size_mb": size_mb(d),
+                "cosine": fid["cosine"],
+                "top1": fid.get("top1_agreement"),
+                "speedup": speedup(d, b),
+                "memory_reduction_pct": reduction_pct(d["memory"]["peak_mb"], b["memory"]["peak_mb"] if b else None),
+                "weights_reduction_pct": reduction_pct(weights_mb(d), weights_mb(b) if b else None),
+                "provider": (d.get("path_info") or {}).get("execution_provider"),
+            }
+        )
     return rows
 
 
@@ -137,8 +158,16 @@ def not_ok_rows(docs: Iterable[Doc]) -> list[dict[str, Any]]:
     rows = []
     for d in sort_docs(d for d in docs if d.get("status") != "ok"):
         m, p, dev, bs = cell_key(d)
-        rows.append({"model": m, "path": p, "device": dev, "batch_size": bs, "status": d["status"],
-                     "reason": d.get("reason") or "(no reason recorded)"})
+        rows.append(
+            {
+                "model": m,
+                "path": p,
+                "device": dev,
+                "batch_size": bs,
+                "status": d["status"],
+                "reason": d.get("reason") or "(no reason recorded)",
+            }
+        )
     return rows
 
 
@@ -184,12 +213,21 @@ def int8_comparison(docs: Iterable[Doc]) -> list[dict[str, Any]]:
         if not per_model and ok_docs(cells):
             reasons.append("no torch-fp32 baseline on this device to divide by")
         statuses = sorted({d.get("status", "?") for d in cells})
-        rows.append({"path": path, "device": dev, "speedups": per_model, "status": "/".join(statuses),
-                     "geomean": geomean(per_model.values()), "reasons": reasons})
+        rows.append(
+            {
+                "path": path,
+                "device": dev,
+                "speedups": per_model,
+                "status": "/".join(statuses),
+                "geomean": geomean(per_model.values()),
+                "reasons": reasons,
+            }
+        )
     return rows
 
 
 # ---------------------------------------------------------------- environment and method
+
 
 def _true_flags(isa: dict[str, Any] | None) -> list[str]:
     return [k for k, v in (isa or {}).items() if v]
@@ -205,8 +243,14 @@ def environments(docs: Iterable[Doc]) -> list[dict[str, Any]]:
         env = d.get("environment") or {}
         cpu, gpu, kit = env.get("cpu") or {}, env.get("gpu"), env.get("kit") or {}
         pkgs = {k: v for k, v in (env.get("packages") or {}).items() if v}
-        key = (cpu.get("model"), (gpu or {}).get("name"), kit.get("git_commit"), tuple(sorted(pkgs.items())),
-               env.get("python"), env.get("os"))
+        key = (
+            cpu.get("model"),
+            (gpu or {}).get("name"),
+            kit.get("git_commit"),
+            tuple(sorted(pkgs.items())),
+            env.get("python"),
+            env.get("os"),
+        )
         if key not in groups:
             groups[key] = {
                 "cpu_model": cpu.get("model") or "unknown",
@@ -298,10 +342,14 @@ def method_rows(docs: Iterable[Doc]) -> list[tuple[str, list[tuple[Any, int]]]]:
         ("timer", per_device(lambda d: d["latency"]["timer"])),
         ("warm-up iterations", distinct(x["warmup_iterations"] for x in lat)),
         ("warm-up time (s)", [(_span([x["warmup_s"] for x in lat], "{:.3g}"), len(lat))] if lat else []),
-        ("stopping rule", distinct(
-            f"at least {x['min_iterations']} iterations and {x['min_duration_s']:g} s"
-            + (f", at most {x['max_duration_s']:g} s" if x.get("max_duration_s") is not None else ", no time cap")
-            for x in lat)),
+        (
+            "stopping rule",
+            distinct(
+                f"at least {x['min_iterations']} iterations and {x['min_duration_s']:g} s"
+                + (f", at most {x['max_duration_s']:g} s" if x.get("max_duration_s") is not None else ", no time cap")
+                for x in lat
+            ),
+        ),
         ("stopped by", distinct(x.get("stopped_by") for x in lat)),
         ("timed iterations", [(_span([x["iterations"] for x in lat]), len(lat))] if lat else []),
         ("timed duration (s)", [(_span([x["duration_s"] for x in lat], "{:.3g}"), len(lat))] if lat else []),
@@ -311,8 +359,7 @@ def method_rows(docs: Iterable[Doc]) -> list[tuple[str, list[tuple[Any, int]]]]:
         ("peak memory", per_device(lambda d: d["memory"].get("peak_source"))),
         ("weight memory", distinct(d["memory"].get("weights_source") for d in ok)),
         ("model size", distinct((d.get("size") or {}).get("method") for d in ok)),
-        ("fidelity reference", distinct(_PARENTHETICAL.sub("", (d["fidelity"].get("reference") or ""))
-                                        for d in ok)),
+        ("fidelity reference", distinct(_PARENTHETICAL.sub("", (d["fidelity"].get("reference") or "")) for d in ok)),
         ("fidelity inputs", distinct(d["fidelity"].get("inputs") for d in ok)),
         ("threads", thread_settings(ok)),
     ]
@@ -324,6 +371,7 @@ def noisy_cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------- verdicts and findings
+
 
 def _first(d: dict[str, Any], *names: str, default: Any = None) -> Any:
     for n in names:
@@ -418,8 +466,7 @@ def group_findings(findings: list[dict[str, Any]]) -> list[tuple[str, list[dict[
     for f in findings:
         row = finding_row(f)
         groups.setdefault(row["severity"], []).append(row)
-    return [(s, sorted(groups[s], key=lambda r: (r["rule"], r["claims"])))
-            for s in sorted(groups, key=severity_rank)]
+    return [(s, sorted(groups[s], key=lambda r: (r["rule"], r["claims"]))) for s in sorted(groups, key=severity_rank)]
 
 
 def as_number(value: Any) -> float | None:
@@ -479,8 +526,14 @@ def plottable_verdicts(verdicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- claims across machines
 
 JUDGED = ("pass", "fail", "inconclusive")
-VERDICT_SYMBOL = {"pass": "✓", "fail": "✗", "inconclusive": "~", "not-comparable": "≠", "not-measured": "–",
-                  "unsupported": "·"}
+VERDICT_SYMBOL = {
+    "pass": "✓",
+    "fail": "✗",
+    "inconclusive": "~",
+    "not-comparable": "≠",
+    "not-measured": "–",
+    "unsupported": "·",
+}
 MACHINE_ROWS = 200
 _VENDOR_PREFIX = re.compile(r"^(?:(?:nvidia|geforce|tesla)\s+)+", re.IGNORECASE)
 
@@ -518,9 +571,15 @@ def machine_matrix(verdicts: list[dict[str, Any]], machines: list[str], max_rows
         if sum(1 for e in entries if e.get("verdict") in JUDGED) < 2:
             continue
         row = verdict_row(v)
-        rows.append({"claim": row["claim"], "verdict": row["verdict"], "summary": row["summary"] or "",
-                     "comparability": row["comparability"], "cells": {e["machine"]: str(e.get("verdict"))
-                                                                      for e in entries}})
+        rows.append(
+            {
+                "claim": row["claim"],
+                "verdict": row["verdict"],
+                "summary": row["summary"] or "",
+                "comparability": row["comparability"],
+                "cells": {e["machine"]: str(e.get("verdict")) for e in entries},
+            }
+        )
     rank = {name: i for i, name in enumerate(VERDICT_ORDER)}
     rows.sort(key=lambda r: (rank.get(r["verdict"], len(rank)), str(r["claim"])))
     shown = rows[:max_rows]

@@ -42,8 +42,10 @@ class ReportResult:
 
     def line(self) -> str:
         drawn = sum(1 for f in self.figures if f.file)
-        return (f"report: {self.report} ({self.n_docs} result documents, {drawn} of {len(self.figures)} figures; "
-                f"verdicts: {_side_state(self.verdicts)}; findings: {_side_state(self.findings)})")
+        return (
+            f"report: {self.report} ({self.n_docs} result documents, {drawn} of {len(self.figures)} figures; "
+            f"verdicts: {_side_state(self.verdicts)}; findings: {_side_state(self.findings)})"
+        )
 
 
 def _side_state(side: SideInput | None) -> str:
@@ -55,6 +57,7 @@ def _side_state(side: SideInput | None) -> str:
 
 
 # ---------------------------------------------------------------- inputs
+
 
 def read_side_input(label: str, candidates: list[Path], schema: str, extract: Any) -> SideInput:
     """The first existing file of ``candidates``, parsed; a missing file means the step did not run."""
@@ -73,7 +76,8 @@ def read_side_input(label: str, candidates: list[Path], schema: str, extract: An
 
 def _schema_problem(raw: Any, schema: str) -> str | None:
     # The schema belongs to the command that wrote the file; a mismatch is shown, the data still used.
-    from kit.results.schema import first_error, schemas_dir
+    from kit.documents import schemas_dir
+    from kit.results.schema import first_error
 
     if not (schemas_dir() / schema).is_file():
         return None
@@ -85,6 +89,7 @@ def _schema_problem(raw: Any, schema: str) -> str | None:
 
 
 # ---------------------------------------------------------------- formatting helpers
+
 
 class Html(str):
     """Cell content that is already markup (``<br>`` between list items): not HTML-escaped again."""
@@ -106,8 +111,7 @@ def cell_text(value: Any) -> str:
 def table(header: list[str], rows: list[list[Any]], align: list[str] | None = None) -> str:
     align = align or ["l"] * len(header)
     marks = {"l": "---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(cell_text(h) for h in header) + " |",
-             "| " + " | ".join(marks[a] for a in align) + " |"]
+    lines = ["| " + " | ".join(cell_text(h) for h in header) + " |", "| " + " | ".join(marks[a] for a in align) + " |"]
     lines += ["| " + " | ".join(cell_text(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -116,7 +120,7 @@ def num(x: float | None, digits: int = 4) -> str:
     """Significant digits without scientific notation for the magnitudes a report shows."""
     if x is None:
         return "-"
-    if abs(x) >= 10 ** digits:
+    if abs(x) >= 10**digits:
         return f"{x:,.0f}"
     if x != 0 and abs(x) < 10 ** -(digits - 1):
         return f"{x:.{digits - 2}e}"
@@ -143,8 +147,7 @@ def value_text(value: Any, unit: str | None = None) -> str:
         text = json.dumps(value, sort_keys=True)
     else:
         text = str(value)
-    return f"{text} {unit}" if unit and unit not in ("", "count") and not isinstance(value, (list, dict, str)) \
-        else text
+    return f"{text} {unit}" if unit and unit not in ("", "count") and not isinstance(value, (list, dict, str)) else text
 
 
 def tolerance_text(tol: Any, unit: str | None = None) -> str:
@@ -164,12 +167,17 @@ def counts_line(counter: dict[str, int]) -> str:
 
 # ---------------------------------------------------------------- sections
 
-def section_glance(loaded: Any, rows: list[dict[str, Any]], verdicts: SideInput, findings: SideInput,
-                   figures: list[Any]) -> str:
+
+def section_glance(
+    loaded: Any, rows: list[dict[str, Any]], verdicts: SideInput, findings: SideInput, figures: list[Any]
+) -> str:
     counts = data.status_counts(loaded.docs)
     lines = ["## At a glance", ""]
-    lines.append(f"- **Cells:** {len(loaded.docs)} result documents: {counts_line(counts)}"
-                 + (f"; {len(loaded.corrupt)} corrupt file(s) ignored" if loaded.corrupt else "") + ".")
+    lines.append(
+        f"- **Cells:** {len(loaded.docs)} result documents: {counts_line(counts)}"
+        + (f"; {len(loaded.corrupt)} corrupt file(s) ignored" if loaded.corrupt else "")
+        + "."
+    )
     if verdicts.items is None:
         lines.append(f"- **Claims:** {verdicts.problem}.")
     else:
@@ -184,12 +192,15 @@ def section_glance(loaded: Any, rows: list[dict[str, Any]], verdicts: SideInput,
         lines.append(f"- **Audit:** {len(findings.items)} findings: {counts_line(ordered_counts)}.")
     noisy = data.noisy_cells(rows)
     if noisy:
-        lines.append(f"- **Noise:** {len(noisy)} of {len(rows)} measured cells carry a noise warning "
-                     "(marked ⚠ in the matrix).")
+        lines.append(
+            f"- **Noise:** {len(noisy)} of {len(rows)} measured cells carry a noise warning (marked ⚠ in the matrix)."
+        )
     drawn = [f for f in figures if f.file]
-    lines.append(f"- **Figures:** {len(drawn)} of {len(figures)} drawn"
-                 + ("; " + ", ".join(f"{f.name} not drawn" for f in figures if not f.file) if len(drawn) < len(figures)
-                    else "") + ".")
+    lines.append(
+        f"- **Figures:** {len(drawn)} of {len(figures)} drawn"
+        + ("; " + ", ".join(f"{f.name} not drawn" for f in figures if not f.file) if len(drawn) < len(figures) else "")
+        + "."
+    )
     return "\n".join(lines)
 
 
@@ -222,19 +233,45 @@ def section_environment(docs: list[Doc]) -> str:
     return "\n".join(lines).rstrip()
 
 
-_MATRIX_HEADER = ["model", "path", "bs", "p50 ms [95% CI]", "p99 ms", "CV", "n", "samples/s", "peak MiB",
-                  "weights MiB", "size MiB", "speedup", "peak mem. reduction", "cosine", "top-1 agree", "noise"]
+_MATRIX_HEADER = [
+    "model",
+    "path",
+    "bs",
+    "p50 ms [95% CI]",
+    "p99 ms",
+    "CV",
+    "n",
+    "samples/s",
+    "peak MiB",
+    "weights MiB",
+    "size MiB",
+    "speedup",
+    "peak mem. reduction",
+    "cosine",
+    "top-1 agree",
+    "noise",
+]
 _MATRIX_ALIGN = ["l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "c"]
 
 
 def _matrix_row(r: dict[str, Any]) -> list[Any]:
     lo, hi = r["p50_ci95"]
     return [
-        r["model"], r["path"] + (f" ({r['provider']})" if r["provider"] else ""), r["batch_size"],
-        f"{num(r['p50_ms'])} [{num(lo)}-{num(hi)}]", num(r["p99_ms"]), f"{r['cv']:.1%}", r["iterations"],
-        num(r["throughput_sps"]), num(r["peak_mb"]), num(r["weights_mb"]), num(r["size_mb"]),
-        ratio(r["speedup"]), pct(r["memory_reduction_pct"]),
-        f"{r['cosine']:.6f}", "-" if r["top1"] is None else f"{r['top1']:.0%}",
+        r["model"],
+        r["path"] + (f" ({r['provider']})" if r["provider"] else ""),
+        r["batch_size"],
+        f"{num(r['p50_ms'])} [{num(lo)}-{num(hi)}]",
+        num(r["p99_ms"]),
+        f"{r['cv']:.1%}",
+        r["iterations"],
+        num(r["throughput_sps"]),
+        num(r["peak_mb"]),
+        num(r["weights_mb"]),
+        num(r["size_mb"]),
+        ratio(r["speedup"]),
+        pct(r["memory_reduction_pct"]),
+        f"{r['cosine']:.6f}",
+        "-" if r["top1"] is None else f"{r['top1']:.0%}",
         "⚠" if r["noise_warnings"] else "",
     ]
 
@@ -243,19 +280,28 @@ def section_matrix(rows: list[dict[str, Any]]) -> str:
     lines = ["## Measured matrix", ""]
     if not rows:
         return "\n".join([*lines, "No cell was measured (see the skipped and failed cells below)."])
-    lines += ["Latency is per forward pass of one batch; speedup = torch-fp32 p50 / path p50 and *peak mem. "
-              "reduction* = 1 - peak / torch-fp32 peak (negative: more memory than FP32), both on the same device "
-              "and batch size (\"-\" where that baseline was not measured). Fidelity compares each path's output "
-              "with torch-fp32 on CPU on the same weights and inputs.", ""]
+    lines += [
+        "Latency is per forward pass of one batch; speedup = torch-fp32 p50 / path p50 and *peak mem. "
+        "reduction* = 1 - peak / torch-fp32 peak (negative: more memory than FP32), both on the same device "
+        'and batch size ("-" where that baseline was not measured). Fidelity compares each path\'s output '
+        "with torch-fp32 on CPU on the same weights and inputs.",
+        "",
+    ]
     for dev in data.ordered((r["device"] for r in rows), data.device_rank):
         sub = [r for r in rows if r["device"] == dev]
-        lines += [f"### {dev} ({len(sub)} cells)", "", table(_MATRIX_HEADER, [_matrix_row(r) for r in sub],
-                                                            _MATRIX_ALIGN), ""]
+        lines += [
+            f"### {dev} ({len(sub)} cells)",
+            "",
+            table(_MATRIX_HEADER, [_matrix_row(r) for r in sub], _MATRIX_ALIGN),
+            "",
+        ]
     noisy = data.noisy_cells(rows)
     if noisy:
         lines += ["**Noise warnings** (the measurement's own warnings; treat these numbers with care):", ""]
-        lines += [f"- {r['model']} / {r['path']} / {r['device']} / bs{r['batch_size']}: "
-                  + "; ".join(r["noise_warnings"]) for r in noisy]
+        lines += [
+            f"- {r['model']} / {r['path']} / {r['device']} / bs{r['batch_size']}: " + "; ".join(r["noise_warnings"])
+            for r in noisy
+        ]
     return "\n".join(lines).rstrip()
 
 
@@ -298,8 +344,14 @@ def _allowed_text(r: dict[str, Any]) -> str:
 
 def _verdict_table_row(r: dict[str, Any]) -> list[Any]:
     why = f"{r['summary']}: {r['reason']}" if r.get("summary") else r["reason"]
-    return [f"`{r['claim']}`", r["subject"] or r["metric"] or "", value_text(r["claimed"], r["unit"]),
-            value_text(r["measured"], r["unit"]) + _ci_text(r["interval"]), _allowed_text(r), why]
+    return [
+        f"`{r['claim']}`",
+        r["subject"] or r["metric"] or "",
+        value_text(r["claimed"], r["unit"]),
+        value_text(r["measured"], r["unit"]) + _ci_text(r["interval"]),
+        _allowed_text(r),
+        why,
+    ]
 
 
 def _verdicts_provenance(raw: Any) -> str:
@@ -333,15 +385,20 @@ def stale_note(raw: Any, results_dir: Path, n_docs: int) -> str | None:
 def section_verdicts(side: SideInput, figure: Any | None, out_dir: Path, results_dir: Path, n_docs: int) -> str:
     lines = ["## Published beside measured (validate)", ""]
     if side.items is None:
-        lines.append(f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit validate` to check the claims "
-                     "against these results.")
+        lines.append(
+            f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit validate` to check the claims "
+            "against these results."
+        )
         if figure is not None:
             lines += ["", figure_block(figure, out_dir)]
         return "\n".join(lines)
-    lines.append(f"From [`{side.file.name}`]({_rel(side.file, out_dir)})" + _verdicts_provenance(side.raw)
-                 + ", which holds every field of every verdict. Measured values here are validate's, computed by "
-                 "its own conventions (each verdict's `convention` says how, e.g. which latency statistic), so "
-                 "they can differ a little from the p50-based matrix and figures above.")
+    lines.append(
+        f"From [`{side.file.name}`]({_rel(side.file, out_dir)})"
+        + _verdicts_provenance(side.raw)
+        + ", which holds every field of every verdict. Measured values here are validate's, computed by "
+        "its own conventions (each verdict's `convention` says how, e.g. which latency statistic), so "
+        "they can differ a little from the p50-based matrix and figures above."
+    )
     stale = stale_note(side.raw, results_dir, n_docs)
     if stale:
         lines.append(f"**Note:** {stale}")
@@ -367,24 +424,42 @@ def section_machine_matrix(side: SideInput) -> str:
     if len(machines) < 2:
         return ""
     matrix = data.machine_matrix(side.items or [], machines)
-    lines = ["### Across machines", "",
-             f"The results come from {len(machines)} machines: " + ", ".join(f"`{m}`" for m in machines) + ". "
-             "A claim measured on several is judged on each by the same rules (a hardware-bound claim only where "
-             "the GPU model is the claimed one); overall it fails if it fails on any machine that could judge it "
-             "and passes if it passes on all of them, else it is inconclusive.", ""]
+    lines = [
+        "### Across machines",
+        "",
+        f"The results come from {len(machines)} machines: " + ", ".join(f"`{m}`" for m in machines) + ". "
+        "A claim measured on several is judged on each by the same rules (a hardware-bound claim only where "
+        "the GPU model is the claimed one); overall it fails if it fails on any machine that could judge it "
+        "and passes if it passes on all of them, else it is inconclusive.",
+        "",
+    ]
     if not matrix["rows"]:
         return "\n".join([*lines, "No claim was judged (pass, fail or inconclusive) on two or more machines."])
     legend = ", ".join(f"{sym} {name}" for name, sym in data.VERDICT_SYMBOL.items() if name != "unsupported")
     header = ["claim", "overall", *[data.short_machine(m) for m in matrix["machines"]], "summary"]
-    body = [[f"`{r['claim']}`", r["verdict"], *[data.VERDICT_SYMBOL.get(r["cells"].get(m, ""), r["cells"].get(m, ""))
-                                                  for m in matrix["machines"]], r["summary"]]
-            for r in matrix["rows"]]
+    body = [
+        [
+            f"`{r['claim']}`",
+            r["verdict"],
+            *[data.VERDICT_SYMBOL.get(r["cells"].get(m, ""), r["cells"].get(m, "")) for m in matrix["machines"]],
+            r["summary"],
+        ]
+        for r in matrix["rows"]
+    ]
     shown, total = len(matrix["rows"]), matrix["total"]
-    lines.append(f"{total} claims were judged on two or more machines" +
-                 (f"; the first {shown} are shown (failures first), the verdict file has all." if shown < total
-                  else ".") + f" Symbols: {legend}; blank: that machine did not measure the claim's device.")
-    lines += ["", collapsible(table(header, body, ["l", "l", *["c"] * len(matrix["machines"]), "l"]),
-                              f"{shown} claims × {len(matrix['machines'])} machines", is_open=True)]
+    lines.append(
+        f"{total} claims were judged on two or more machines"
+        + (f"; the first {shown} are shown (failures first), the verdict file has all." if shown < total else ".")
+        + f" Symbols: {legend}; blank: that machine did not measure the claim's device."
+    )
+    lines += [
+        "",
+        collapsible(
+            table(header, body, ["l", "l", *["c"] * len(matrix["machines"]), "l"]),
+            f"{shown} claims × {len(matrix['machines'])} machines",
+            is_open=True,
+        ),
+    ]
     return "\n".join(lines)
 
 
@@ -401,16 +476,28 @@ def verdict_group_table(name: str, rows: list[dict[str, Any]]) -> str:
         for r in rows:
             by_reason.setdefault(r["reason"], []).append(f"`{r['claim']}`")
         biggest_first = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
-        return table(["why no measurement can speak to it", "claims", "which"],
-                     [[why, len(ids), ", ".join(ids)] for why, ids in biggest_first], ["l", "r", "l"])
+        return table(
+            ["why no measurement can speak to it", "claims", "which"],
+            [[why, len(ids), ", ".join(ids)] for why, ids in biggest_first],
+            ["l", "r", "l"],
+        )
     if name == "not-comparable":
         pairs = Counter(_hardware_pair(r) for r in rows if isinstance(r.get("hardware"), dict))
         note = "; ".join(f"{pair} ({n} claims)" for pair, n in pairs.most_common())
         # The hardware pair is said once above the table; only other reasons are repeated per row.
-        body = table(["claim", "about", "published", "measured here", "why (if not the hardware)"],
-                     [[f"`{r['claim']}`", r["subject"] or r["metric"] or "", value_text(r["claimed"], r["unit"]),
-                       value_text(r["measured"], r["unit"]),
-                       "" if isinstance(r.get("hardware"), dict) else r["reason"]] for r in rows])
+        body = table(
+            ["claim", "about", "published", "measured here", "why (if not the hardware)"],
+            [
+                [
+                    f"`{r['claim']}`",
+                    r["subject"] or r["metric"] or "",
+                    value_text(r["claimed"], r["unit"]),
+                    value_text(r["measured"], r["unit"]),
+                    "" if isinstance(r.get("hardware"), dict) else r["reason"],
+                ]
+                for r in rows
+            ],
+        )
         return (f"Shown beside ours, not judged: {note}.\n\n" if note else "") + body
     if name == "pass":
         return table(_VERDICT_HEADER[:-1], [_verdict_table_row(r)[:-1] for r in rows])
@@ -450,11 +537,15 @@ def verdict_crosstab(groups: list[tuple[str, list[dict[str, Any]]]]) -> str:
 def section_findings(side: SideInput, out_dir: Path) -> str:
     lines = ["## Audit findings", ""]
     if side.items is None:
-        lines.append(f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit audit` to check the claims "
-                     "for internal consistency.")
+        lines.append(
+            f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit audit` to check the claims "
+            "for internal consistency."
+        )
         return "\n".join(lines)
-    lines.append(f"From [`{side.file.name}`]({_rel(side.file, out_dir)}): what the claims say of themselves, "
-                 "without any measurement.")
+    lines.append(
+        f"From [`{side.file.name}`]({_rel(side.file, out_dir)}): what the claims say of themselves, "
+        "without any measurement."
+    )
     if side.problem:
         lines.append(f"Note: the file {side.problem}; what could be read is shown.")
     groups = data.group_findings(side.items)
@@ -469,9 +560,13 @@ def section_findings(side: SideInput, out_dir: Path) -> str:
 
 
 def _finding_table(rows: list[dict[str, Any]]) -> str:
-    return table(["rule", "claims", "message", "evidence"],
-                 [[f"`{r['rule']}`", ", ".join(f"`{c}`" for c in r["claims"]) or "-", r["message"],
-                   value_text(r["evidence"])] for r in rows])
+    return table(
+        ["rule", "claims", "message", "evidence"],
+        [
+            [f"`{r['rule']}`", ", ".join(f"`{c}`" for c in r["claims"]) or "-", r["message"], value_text(r["evidence"])]
+            for r in rows
+        ],
+    )
 
 
 OPEN_SEVERITIES = ("error",)
@@ -484,8 +579,11 @@ def _rule_table(groups: list[tuple[str, list[dict[str, Any]]]], raw: Any) -> str
         summaries = {r.get("id"): r.get("summary", "") for r in raw["rules"] if isinstance(r, dict)}
     by_rule = Counter((r["severity"], r["rule"]) for _s, rows in groups for r in rows)
     order = sorted(by_rule.items(), key=lambda kv: (data.severity_rank(kv[0][0]), -kv[1], kv[0][1]))
-    return table(["rule", "severity", "findings", "what it checks"],
-                 [[f"`{rule}`", sev, n, summaries.get(rule, "")] for (sev, rule), n in order], ["l", "l", "r", "l"])
+    return table(
+        ["rule", "severity", "findings", "what it checks"],
+        [[f"`{rule}`", sev, n, summaries.get(rule, "")] for (sev, rule), n in order],
+        ["l", "l", "r", "l"],
+    )
 
 
 def section_not_ok(docs: list[Doc], corrupt: list[tuple[str, str]]) -> str:
@@ -496,14 +594,27 @@ def section_not_ok(docs: list[Doc], corrupt: list[tuple[str, str]]) -> str:
     else:
         groups = data.group_not_ok(rows)
         lines += [f"{len(rows)} cells were not measured, in {len(groups)} groups by reason.", ""]
-        body = [[g["status"], g["reason"], len(g["cells"]),
-                 Html("<br>".join(cell_text(f"{c['model']} · {c['path']} · {c['device']} · bs{c['batch_size']}")
-                                  for c in g["cells"]))]
-                for g in groups]
+        body = [
+            [
+                g["status"],
+                g["reason"],
+                len(g["cells"]),
+                Html(
+                    "<br>".join(
+                        cell_text(f"{c['model']} · {c['path']} · {c['device']} · bs{c['batch_size']}")
+                        for c in g["cells"]
+                    )
+                ),
+            ]
+            for g in groups
+        ]
         lines.append(table(["status", "reason", "cells", "which"], body, ["l", "l", "r", "l"]))
     if corrupt:
-        lines += ["", f"**{len(corrupt)} corrupt result file(s)** were ignored (rerun `qkit reproduce` to redo them):",
-                  ""]
+        lines += [
+            "",
+            f"**{len(corrupt)} corrupt result file(s)** were ignored (rerun `qkit reproduce` to redo them):",
+            "",
+        ]
         lines.append(table(["file", "problem"], [[f"`{f}`", why] for f, why in corrupt]))
     return "\n".join(lines)
 
@@ -524,17 +635,22 @@ def section_method(docs: list[Doc]) -> str:
 
 # ---------------------------------------------------------------- the page
 
-def render(results_dir: Path, out_dir: Path, loaded: Any, verdicts: SideInput, findings: SideInput,
-           figures: list[Any]) -> str:
+
+def render(
+    results_dir: Path, out_dir: Path, loaded: Any, verdicts: SideInput, findings: SideInput, figures: list[Any]
+) -> str:
     rows = data.measured_rows(loaded.docs)
     by_name = {f.name: f for f in figures}
     from kit import __version__
 
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [f"# qkit report: `{results_dir}`", "",
-            f"Generated {now} by qkit {__version__} from {len(loaded.docs)} result documents. "
-            "Every number below was measured in these runs; nothing is copied from the study except the "
-            "published values the claims quote."]
+    head = [
+        f"# qkit report: `{results_dir}`",
+        "",
+        f"Generated {now} by qkit {__version__} from {len(loaded.docs)} result documents. "
+        "Every number below was measured in these runs; nothing is copied from the study except the "
+        "published values the claims quote.",
+    ]
     parts = [
         "\n".join(head),
         section_glance(loaded, rows, verdicts, findings, figures),
@@ -554,19 +670,29 @@ def default_findings_candidates(results_dir: Path) -> list[Path]:
     return [results_dir / "findings.json", results_dir.parent / "findings.json"]
 
 
-def build_report(results_dir: Path, out_dir: Path | None = None, verdicts_file: Path | None = None,
-                 findings_file: Path | None = None) -> ReportResult:
+def build_report(
+    results_dir: Path, out_dir: Path | None = None, verdicts_file: Path | None = None, findings_file: Path | None = None
+) -> ReportResult:
     """Load, draw and write ``<out_dir>/report.md``; returns what was written."""
+    from kit.documents import atomic_write_text
     from kit.report.figures import draw_all
-    from kit.results.store import atomic_write_text, load_results
+    from kit.results.store import load_results
 
     results_dir = Path(results_dir)
     out_dir = Path(out_dir) if out_dir else results_dir / "report"
     loaded = load_results(results_dir)
-    verdicts = read_side_input("validate", [Path(verdicts_file)] if verdicts_file else
-                               [results_dir / "verdicts.json"], "verdicts.schema.json", data.verdict_list)
-    findings = read_side_input("audit", [Path(findings_file)] if findings_file else
-                               default_findings_candidates(results_dir), "findings.schema.json", data.finding_list)
+    verdicts = read_side_input(
+        "validate",
+        [Path(verdicts_file)] if verdicts_file else [results_dir / "verdicts.json"],
+        "verdicts.schema.json",
+        data.verdict_list,
+    )
+    findings = read_side_input(
+        "audit",
+        [Path(findings_file)] if findings_file else default_findings_candidates(results_dir),
+        "findings.schema.json",
+        data.finding_list,
+    )
     figures = draw_all(loaded.docs, verdicts.items, out_dir)
     text = render(results_dir, out_dir, loaded, verdicts, findings, figures)
     target = out_dir / "report.md"

@@ -7,15 +7,12 @@ over the final name, so a killed write never leaves a partial document behind.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.results.schema import SchemaError, first_error, validate_result
+from kit import documents
+from kit.documents import DocumentError
 
 
 @dataclass(frozen=True, order=True)
@@ -40,40 +37,14 @@ def cell_file(root: Path, cell: Cell) -> Path:
     return Path(root) / "cells" / cell.model / f"{cell.path}__{cell.device}__bs{cell.batch_size}.json"
 
 
-def atomic_write_text(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        # Ctrl-C or a crash mid-write: the temporary file goes, the old document (if any) stays.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_result(root: Path, doc: dict[str, Any]) -> Path:
-    validate_result(doc)
-    target = cell_file(root, Cell.from_dict(doc["cell"]))
-    atomic_write_text(target, json.dumps(doc, indent=1, sort_keys=False, allow_nan=False) + "\n")
-    return target
+    """Schema-check ``doc`` and write it atomically as its cell's document under ``root``."""
+    return documents.write(cell_file(root, Cell.from_dict(doc["cell"])), doc, "result")
 
 
 def read_result(file: Path) -> dict[str, Any]:
-    """Read and schema-check one document; raise SchemaError with a one-line reason."""
-    try:
-        doc = json.loads(Path(file).read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"unreadable: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise SchemaError(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    problem = first_error(doc, "result.schema.json")
-    if problem:
-        raise SchemaError(f"not a valid result: {problem}")
+    """Read one document strictly and schema-check it; raise DocumentError with a one-line reason."""
+    doc: dict[str, Any] = documents.read(file, "result")
     return doc
 
 
@@ -88,8 +59,11 @@ def result_files(root: Path) -> list[Path]:
     root = Path(root)
     if not root.exists():
         return []
-    return sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and p.parent.name != "_cache"
-                  and _is_result_candidate(p, root))
+    return sorted(
+        p
+        for p in root.rglob("*.json")
+        if not p.name.startswith(".") and p.parent.name != "_cache" and _is_result_candidate(p, root)
+    )
 
 
 def _is_result_candidate(p: Path, root: Path) -> bool:
@@ -104,8 +78,8 @@ def load_results(root: Path) -> LoadedResults:
     for file in result_files(root):
         try:
             doc = read_result(file)
-        except SchemaError as exc:
-            loaded.corrupt.append((str(file), str(exc)))
+        except DocumentError as exc:
+            loaded.corrupt.append((exc.source, exc.problem))
             continue
         loaded.docs.append(doc)
         loaded.files.append(file)

@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from kit.results.store import atomic_write_text
+from kit.documents import atomic_write_text
 
 STUDY_COLUMNS = [
     "model_name",
@@ -51,11 +51,7 @@ def _baseline_key(doc: dict[str, Any]) -> tuple[str, str, int]:
 def summary_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from kit.models.registry import MODELS
 
-    baselines = {
-        _baseline_key(d): d
-        for d in docs
-        if d["cell"]["path"] == "torch-fp32" and d["status"] == "ok"
-    }
+    baselines = {_baseline_key(d): d for d in docs if d["cell"]["path"] == "torch-fp32" and d["status"] == "ok"}
     rows = []
     for doc in sorted(docs, key=lambda d: (d["cell"]["model"], d["cell"]["device"], d["cell"]["path"])):
         c = doc["cell"]
@@ -86,8 +82,9 @@ def summary_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 actual_quantization_method=(doc.get("path_info") or {}).get("method", ""),
                 execution_provider=(doc.get("path_info") or {}).get("execution_provider") or "",
                 fidelity_cosine=f"{doc['fidelity']['cosine']:.6f}",
-                top1_agreement=doc["fidelity"].get("top1_agreement") if doc["fidelity"].get("top1_agreement")
-                is not None else "",
+                top1_agreement=doc["fidelity"].get("top1_agreement")
+                if doc["fidelity"].get("top1_agreement") is not None
+                else "",
             )
             if base is not None:
                 row["speedup"] = f"{base['latency']['p50'] / lat['p50']:.4f}"

@@ -252,8 +252,15 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         math["gpu_clocks_after_timing"] = clocks
     gpu = doc["environment"].get("gpu")
     compute = compute_section(
-        spec, None, cell.batch_size, p50, gpu["name"] if gpu else None, path=cell.path,
-        details=prepared.details, math=math, cache_dir=cache_dir(opts),
+        spec,
+        None,
+        cell.batch_size,
+        p50,
+        gpu["name"] if gpu else None,
+        path=cell.path,
+        details=prepared.details,
+        math=math,
+        cache_dir=cache_dir(opts),
     )
     mem = dict(memory.result)
     if prepared.weight_bytes is not None:
@@ -262,8 +269,13 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         mem["weight_bytes_by_dtype"] = prepared.weight_bytes_by_dtype
     doc.update(
         {
-            "model_info": {**model_info, "fingerprint": fingerprint, "checkpoint": spec.checkpoint,
-                           "image_size": spec.image_size, "head": spec.head},
+            "model_info": {
+                **model_info,
+                "fingerprint": fingerprint,
+                "checkpoint": spec.checkpoint,
+                "image_size": spec.image_size,
+                "head": spec.head,
+            },
             "path_info": {"path": cell.path, "family": path.family, **prepared.details},
             "math": math,
             "compute": compute,
@@ -274,9 +286,13 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             },
             "memory": mem,
             "size": (
-                {"bytes": int(prepared.serialized_bytes), "mb": prepared.serialized_bytes / 2**20,
-                 "method": prepared.serialized_method or "unspecified"}
-                if prepared.serialized_bytes is not None else None
+                {
+                    "bytes": int(prepared.serialized_bytes),
+                    "mb": prepared.serialized_bytes / 2**20,
+                    "method": prepared.serialized_method or "unspecified",
+                }
+                if prepared.serialized_bytes is not None
+                else None
             ),
             "fidelity": fidelity,
             "batch_sweep": sweep,
@@ -314,8 +330,13 @@ def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile
             continue
         p50 = res.stats["p50"]
         points.append(
-            {"batch_size": bs, "status": "ok", "reason": None, "p50_ms": p50,
-             "samples_per_s": bs / (p50 / 1000.0) if p50 > 0 else 0.0}
+            {
+                "batch_size": bs,
+                "status": "ok",
+                "reason": None,
+                "p50_ms": p50,
+                "samples_per_s": bs / (p50 / 1000.0) if p50 > 0 else 0.0,
+            }
         )
     return points
 

@@ -67,7 +67,10 @@ def quiet_library_output() -> None:
 
 
 def run_in_child(
-    ctx: Any, fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None,
+    ctx: Any,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout_s: float | None,
     start: Callable[[Any], None] = lambda proc: proc.start(),
 ) -> tuple[str, Any]:
     """Run ``fn(*args)`` in a fresh child of ``ctx`` and wait for it without spinning.

@@ -29,15 +29,13 @@ import datetime as _dt
 import hashlib
 import json
 import re
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
-
-from kit.results.store import Cell, atomic_write_text, cell_file, load_results, write_result
+from kit.documents import atomic_write_text
+from kit.results.store import Cell, cell_file, load_results, write_result
 
 STATUS_RANK = {"ok": 2, "skipped": 1, "failed": 0}
 CONFLICTS_DIR = "conflicts"
@@ -326,43 +324,3 @@ def _write_summaries(dest: Path, report: MergeReport) -> None:
             continue
         report.machines[machine_dir.name] = len(docs)
         write_summary_csv(machine_dir, docs)
-
-
-# ----------------------------------------------------------------------------------------- CLI
-
-
-class _BadInput(click.ClickException):
-    """One line, exit 2 (as kit.cli.BadInput; not imported from there: kit.cli imports this module)."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"qkit: error: {self.format_message()}", err=True)
-
-
-@click.command("merge")
-@click.argument("sources", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--out", "dest", type=click.Path(path_type=Path), default=None,
-              help="Merged result directory (one sub-directory per machine).")
-@click.option("--strict", is_flag=True, help="Exit 1 on any conflict, corrupt document, or missing shard or cell.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
-              help="Also write the merge report here (it is always written to <out>/merge.json).")
-def merge(sources: tuple[Path, ...], dest: Path | None, strict: bool, json_out: Path | None) -> None:
-    """Merge result directories (shards, machines) into one, keeping machines apart.
-
-    Identical documents are counted once; different documents for one cell on one machine are
-    reported as conflicts (the newest ok one is kept, the others set aside under conflicts/).
-    """
-    if dest is None:
-        raise _BadInput("--out DIR is required")
-    try:
-        report = merge_results(list(sources), dest)
-    except MergeInputError as exc:
-        raise _BadInput(str(exc)) from None
-    for line in report.lines():
-        click.echo(line)
-    if json_out:
-        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1) + "\n")
-    if strict and not report.clean:
-        click.echo("merge: not clean (see above)", err=True)
-        sys.exit(1)

@@ -53,7 +53,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -142,14 +141,16 @@ def _task_env() -> dict[str, str | None]:
     return {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
 
-def _in_child(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None,
-              threads: int | None) -> tuple[str, Any]:
+def _in_child(
+    fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None, threads: int | None
+) -> tuple[str, Any]:
     def start(proc: Any) -> None:
         with _without_main_file():
             proc.start()
 
-    outcome, payload = run_in_child(_fork_context(), _prepared_call, (_task_env(), threads, fn, *args),
-                                    timeout_s, start=start)
+    outcome, payload = run_in_child(
+        _fork_context(), _prepared_call, (_task_env(), threads, fn, *args), timeout_s, start=start
+    )
     if outcome == "lost":
         raise CellProcessLost(payload)  # Ray retries the task
     if outcome == "timeout":
@@ -166,8 +167,15 @@ def _in_worker(fn: Callable[..., Any], args: tuple[Any, ...], threads: int | Non
         return "error", f"task raised {one_line(exc)}"
 
 
-def _task(fn: Callable[..., Any], args: tuple[Any, ...], timeout_s: float | None, threads: int | None,
-          isolate: bool, after: Any = None, documents: bool = False) -> tuple[str, Any]:
+def _task(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    timeout_s: float | None,
+    threads: int | None,
+    isolate: bool,
+    after: Any = None,
+    documents: bool = False,
+) -> tuple[str, Any]:
     """The Ray task. ``after`` is the model's reference outcome (Ray resolves it before the task
     starts); with ``documents``, failures of a (cell, opts) call come back as failed documents
     made here, on the worker, so they carry the worker's environment."""
@@ -204,9 +212,16 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, *, gpu_model: str | None = None,
-                 max_retries: int = DEFAULT_MAX_RETRIES, isolate: bool = True,
-                 init_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        *,
+        gpu_model: str | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        isolate: bool = True,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
         ray = import_ray()
         if num_cpus is not None and num_cpus < 1:
             raise ValueError("num_cpus must be >= 1")
@@ -264,8 +279,11 @@ class RayExecutor:
 
     def unschedulable(self, request: dict[str, Any]) -> str | None:
         """Why no alive node can ever run ``request``, or None when one can."""
-        need = {"CPU": float(request.get("num_cpus", 0)), "GPU": float(request.get("num_gpus", 0)),
-                **request.get("resources", {})}
+        need = {
+            "CPU": float(request.get("num_cpus", 0)),
+            "GPU": float(request.get("num_gpus", 0)),
+            **request.get("resources", {}),
+        }
         if request.get("accelerator_type"):
             need[f"accelerator_type:{request['accelerator_type']}"] = 0.001
         nodes = self._nodes()
@@ -273,10 +291,17 @@ class RayExecutor:
             if all(node.get(k, 0.0) >= v for k, v in need.items() if v > 0):
                 return None
         wanted = ", ".join(f"{k}={v:g}" for k, v in need.items() if v > 0)
-        offered = "; ".join(
-            ", ".join(f"{k}={v:g}" for k, v in sorted(n.items()) if k in ("CPU", "GPU") or (":" in k and
-                      not k.startswith("node:"))) for n in nodes
-        ) or "no alive nodes"
+        offered = (
+            "; ".join(
+                ", ".join(
+                    f"{k}={v:g}"
+                    for k, v in sorted(n.items())
+                    if k in ("CPU", "GPU") or (":" in k and not k.startswith("node:"))
+                )
+                for n in nodes
+            )
+            or "no alive nodes"
+        )
         if need.get("GPU"):
             what = "a GPU" + (f" of type {request['accelerator_type']}" if request.get("accelerator_type") else "")
             return f"no node of the Ray cluster has {what} (asked {wanted}; nodes offer: {offered})"
@@ -332,16 +357,22 @@ class RayExecutor:
             return f"out of memory: Ray's memory monitor killed the task ({_first_line(exc)})"
         if isinstance(exc, ray.exceptions.TaskCancelledError):
             return "cancelled"
-        if isinstance(exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                            ray.exceptions.LocalRayletDiedError)):
+        if isinstance(
+            exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)
+        ):
             return f"Ray worker lost {attempts} ({type(exc).__name__})"
         return f"Ray error: {type(exc).__name__}: {_first_line(exc)}"
 
     # ------------------------------------------------------------------------- a whole matrix
 
     def run_cells(
-        self, cells: Iterable[Cell], opts: Any, measure_fn: Callable[..., dict[str, Any]] | None = None,
-        timeout_s: float | None = None, *, with_reference: bool = True,
+        self,
+        cells: Iterable[Cell],
+        opts: Any,
+        measure_fn: Callable[..., dict[str, Any]] | None = None,
+        timeout_s: float | None = None,
+        *,
+        with_reference: bool = True,
     ) -> Iterator[tuple[Cell, dict[str, Any]]]:
         """Submit every cell at once; yield ``(cell, document)`` as each finishes (any order).
 
@@ -433,146 +464,3 @@ def _first_line(exc: BaseException) -> str:
 
 
 # -------------------------------------------------------------------------------- benchmark
-
-
-def _trivial_cell(cell: Cell, opts: Any) -> dict[str, Any]:
-    """A measure_fn that measures nothing: what is left is the executor's own cost per cell."""
-    return {"cell": cell.as_dict()}
-
-
-def _drive(executor: Any, cells: list[Cell], opts: Any, measure_fn: Callable[..., Any] | None = None,
-           write: bool = True, with_reference: bool = True) -> float:
-    """Run ``cells`` through ``executor.run_cells`` and write each document as the runner would."""
-    from kit.results.store import write_result
-
-    t0 = time.perf_counter()
-    for _cell, doc in executor.run_cells(cells, opts, measure_fn, None, with_reference=with_reference):
-        if write:
-            write_result(opts.out_dir, doc)
-    return time.perf_counter() - t0
-
-
-def _failures(root: Any) -> list[str]:
-    from kit.results.store import load_results
-
-    return sorted(f"{Cell.from_dict(d['cell']).key()}: {d['reason']}" for d in load_results(root).docs
-                  if d["status"] == "failed")
-
-
-def bench_ray(num_cpus: int = 2, overhead_cells: int = 200) -> dict[str, Any]:
-    """``make bench``: the tiny matrix cut in two shards, both run at once on a local Ray
-    (``num_cpus`` CPUs, one per cell) and merged, against the serial child-process run of the same
-    cells; then the executor's own cost per cell with a measure function that does nothing
-    (target: scheduling overhead < 50 ms per cell)."""
-    import tempfile
-    import threading
-    from pathlib import Path
-
-    if not ray_available():
-        print(f"[ray] {RAY_MISSING}")
-        return {}
-    ray = import_ray()
-    from kit.models.tiny import tiny_ids
-    from kit.results.store import load_results
-    from kit.run.cell import RunOptions
-    from kit.run.executors import ProcessExecutor
-    from kit.run.merge import merge_results
-    from kit.run.reproduce import plan_matrix, reproduce
-    from kit.run.shard import shard_cells, shard_loads
-
-    cells = plan_matrix(tiny_ids(), ["torch-fp32", "torch-bf16", "torch-int8-dynamic"], ["cpu"], [1])
-    shards = [shard_cells(cells, k, 2, "quick") for k in (1, 2)]
-    figures: dict[str, Any] = {"cells": len(cells), "num_cpus": num_cpus, "shard_sizes": [len(s) for s in shards],
-                               "shard_expected_s": shard_loads(cells, 2, "quick")}
-
-    def opts_for(root: Path, name: str) -> Any:
-        return RunOptions(out_dir=str(root / name), profile="quick", command="kit.bench ray")
-
-    with tempfile.TemporaryDirectory(prefix="qkit-bench-ray-") as tmp:
-        root = Path(tmp)
-        t0 = time.perf_counter()
-        reproduce(cells, opts_for(root, "serial"), ProcessExecutor())
-        figures["serial_s"] = time.perf_counter() - t0
-        figures["serial_failed"] = _failures(root / "serial")
-
-        started_ray = not ray.is_initialized()
-        t0 = time.perf_counter()
-        if started_ray:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        figures["ray_init_s"] = time.perf_counter() - t0
-        try:
-            ex = RayExecutor(num_cpus=1)
-            # Warm the workers (forkserver, torch import) outside the timed run: the serial
-            # executor's forkserver is likewise started by its first cell, before the timing.
-            warm = [Cell("tiny-vit", "torch-fp32", "cpu", b) for b in range(1, num_cpus + 1)]
-            _drive(ex, warm, opts_for(root, "warm"), _trivial_cell, write=False, with_reference=False)
-            errors: list[BaseException] = []
-
-            def run_shard(k: int) -> None:
-                try:
-                    _drive(ex, shards[k - 1], opts_for(root, f"shard-{k}"))
-                except BaseException as exc:  # reported after the join
-                    errors.append(exc)
-
-            t0 = time.perf_counter()
-            threads = [threading.Thread(target=run_shard, args=(k,)) for k in (1, 2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            figures["ray_s"] = time.perf_counter() - t0
-            if errors:
-                raise errors[0]
-            merged = merge_results([root / "shard-1", root / "shard-2"], root / "merged")
-            ray_cells = {d["cell"]["model"] + d["cell"]["path"] for d in load_results(root / "merged").docs}
-            serial_cells = {d["cell"]["model"] + d["cell"]["path"] for d in load_results(root / "serial").docs}
-            figures["merged_equals_serial_cells"] = ray_cells == serial_cells
-            figures["ray_failed"] = _failures(root / "merged")
-            figures["merge_conflicts"] = len(merged.conflicts)
-            figures["wall_ratio_ray_over_serial"] = figures["ray_s"] / figures["serial_s"]
-
-            # Cost per cell of the executor itself: a function that does nothing, in the Ray worker
-            # (Ray's scheduling alone) and isolated (a fork per cell, as real cells run); and one
-            # call() at a time against the process executor's call().
-            trivial = [Cell("tiny-vit", "torch-fp32", "cpu", b) for b in range(1, overhead_cells + 1)]
-            opts = opts_for(root, "trivial")
-            per_cell: dict[str, float] = {}
-            for isolate in (False, True):
-                ex_t = RayExecutor(num_cpus=1, isolate=isolate)
-                s = _drive(ex_t, trivial, opts, _trivial_cell, write=False, with_reference=False)
-                per_cell["in_worker" if not isolate else "isolated"] = s / len(trivial) * 1e3
-            n_calls = 50
-            t0 = time.perf_counter()
-            for c in trivial[:n_calls]:
-                ex_t.call(_trivial_cell, c, opts, timeout_s=60)
-            per_cell["call_isolated_sequential"] = (time.perf_counter() - t0) / n_calls * 1e3
-            proc = ProcessExecutor()
-            proc.call(_trivial_cell, trivial[0], opts, timeout_s=60)  # start its forkserver first
-            t0 = time.perf_counter()
-            for c in trivial[:n_calls]:
-                proc.call(_trivial_cell, c, opts, timeout_s=60)
-            per_cell["process_executor_sequential"] = (time.perf_counter() - t0) / n_calls * 1e3
-            figures["overhead_ms_per_cell"] = per_cell
-        finally:
-            if started_ray:
-                ray.shutdown()
-    for name in ("serial_failed", "ray_failed"):
-        for line in figures[name]:
-            print(f"[ray] {name.split('_')[0]} run, failed cell: {line}")
-    ov = figures["overhead_ms_per_cell"]
-    verdict = "MET" if ov["in_worker"] < 50 else "NOT MET"
-    print(f"[ray] tiny matrix, {len(cells)} CPU cells (quick profile) in 2 shards of {figures['shard_sizes']} cells "
-          f"(expected {figures['shard_expected_s'][0]:.0f} s / {figures['shard_expected_s'][1]:.0f} s): serial "
-          f"(process executor) {figures['serial_s']:.1f} s; both shards at once on local Ray ({num_cpus} CPUs, 1 per "
-          f"cell) {figures['ray_s']:.1f} s (+ Ray start {figures['ray_init_s']:.1f} s): ratio "
-          f"{figures['wall_ratio_ray_over_serial']:.2f}; merged cells = serial cells: "
-          f"{figures['merged_equals_serial_cells']}")
-    print(f"      overhead per cell ({overhead_cells} trivial cells): Ray scheduling {ov['in_worker']:.1f} ms "
-          f"(target < 50 ms: {verdict}); with a fork per cell {ov['isolated']:.1f} ms; one call() at a time "
-          f"{ov['call_isolated_sequential']:.1f} ms vs process executor {ov['process_executor_sequential']:.1f} ms")
-    return figures
-
-
-if __name__ == "__main__":  # pragma: no cover
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    bench_ray()

@@ -258,9 +258,7 @@ def _split_model(indices: list[int], costs: list[float], keys: list[str], ref: f
         if pieces >= len(indices) or max(load) + ref <= cap:
             break
         pieces += 1
-    return [
-        _Unit(sorted(s), load[j] + ref, min(keys[i] for i in s)) for j, s in enumerate(sub) if s
-    ]
+    return [_Unit(sorted(s), load[j] + ref, min(keys[i] for i in s)) for j, s in enumerate(sub) if s]
 
 
 def _partition(cells: Sequence[Cell], n: int, profile: str) -> list[list[int]]:
@@ -282,8 +280,9 @@ def _partition(cells: Sequence[Cell], n: int, profile: str) -> list[list[int]]:
         for model in sorted(by_model):
             units.extend(_split_model(by_model[model], costs, keys, refs[model], alpha * mean))
         bins, _ = _lpt(units, n)
-        makespan = max(sum(costs[i] for i in b) + sum(refs[m] for m in sorted({cells[i].model for i in b}))
-                       for b in bins)
+        makespan = max(
+            sum(costs[i] for i in b) + sum(refs[m] for m in sorted({cells[i].model for i in b})) for b in bins
+        )
         candidates.append((makespan, bins))
         if all(len(u.indices) == 1 for u in units) or len(candidates) >= MAX_CUTS:
             break
@@ -307,8 +306,10 @@ def shard_loads(cells: Iterable[Cell], n: int, profile: str = "full") -> list[fl
     cells = list(cells)
     out = []
     for b in _partition(cells, n, profile):
-        out.append(sum(cell_cost(cells[i], profile) for i in b)
-                   + sum(reference_cost(m, profile) for m in sorted({cells[i].model for i in b})))
+        out.append(
+            sum(cell_cost(cells[i], profile) for i in b)
+            + sum(reference_cost(m, profile) for m in sorted({cells[i].model for i in b}))
+        )
     return out
 
 
@@ -321,8 +322,9 @@ def plan_fingerprint(cells: Iterable[Cell], profile: str = "full") -> str:
 SHARD_MANIFEST = "shard.json"
 
 
-def shard_manifest(all_cells: Sequence[Cell], k: int, n: int, shard: Sequence[Cell],
-                   profile: str = "full") -> dict[str, Any]:
+def shard_manifest(
+    all_cells: Sequence[Cell], k: int, n: int, shard: Sequence[Cell], profile: str = "full"
+) -> dict[str, Any]:
     return {
         "kind": "qkit-shard",
         "shard": k,
@@ -336,14 +338,15 @@ def shard_manifest(all_cells: Sequence[Cell], k: int, n: int, shard: Sequence[Ce
     }
 
 
-def write_shard_manifest(out: Any, all_cells: Sequence[Cell], k: int, n: int, shard: Sequence[Cell],
-                         profile: str = "full") -> Any:
+def write_shard_manifest(
+    out: Any, all_cells: Sequence[Cell], k: int, n: int, shard: Sequence[Cell], profile: str = "full"
+) -> Any:
     """Write ``<out>/shard.json`` (outside ``cells/``, so it is not a result): lets ``qkit merge``
     report shards and cells that never came back."""
     import json
     from pathlib import Path
 
-    from kit.results.store import atomic_write_text
+    from kit.documents import atomic_write_text
 
     target = Path(out) / SHARD_MANIFEST
     atomic_write_text(target, json.dumps(shard_manifest(all_cells, k, n, shard, profile), indent=1) + "\n")

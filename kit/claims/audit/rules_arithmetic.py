@@ -34,9 +34,7 @@ def _tiers(study: Study, target: AuditClaim, pool: Sequence[AuditClaim]) -> list
     """Candidate inputs, nearest first: same printed table, same file, same study (hardware)."""
     same_table = [c for c in pool if c.location == target.location]
     same_file = [c for c in pool if c.source_file == target.source_file and c not in same_table]
-    same_group = [
-        c for c in pool if c.source_file != target.source_file and study.same_group(c, target)
-    ]
+    same_group = [c for c in pool if c.source_file != target.source_file and study.same_group(c, target)]
     return [same_table, same_file, same_group]
 
 
@@ -115,8 +113,7 @@ def check_derived(
                     yield Hit(
                         f"{what} of the baseline itself should be {fmt(baseline_value)}, published "
                         f"{fmt(target.num)} ({target.model})",
-                        f"baseline row: {what} = {fmt(baseline_value)} by definition; published "
-                        f"{fmt(target.num)}",
+                        f"baseline row: {what} = {fmt(baseline_value)} by definition; published {fmt(target.num)}",
                         [target],
                         severity="error",
                     )
@@ -207,9 +204,7 @@ def throughput(study: Study) -> Iterator[Hit]:
         )
 
 
-_MEM_REDUCTION = (
-    Formula("peak_memory_mb", "100 x (1 - {p} / {b})", lambda b, p: (1 - p / b) * 100.0),
-)
+_MEM_REDUCTION = (Formula("peak_memory_mb", "100 x (1 - {p} / {b})", lambda b, p: (1 - p / b) * 100.0),)
 
 
 @rule(
@@ -326,6 +321,7 @@ def _difference_one(study: Study, target: AuditClaim, candidates: Sequence[str])
 
 def _money_pairs(study: Study) -> Iterator[tuple[AuditClaim, AuditClaim]]:
     """(monthly, annual) figures of the same row: same subject item, or the same id stem."""
+
     def per(c: AuditClaim, *words: str) -> bool:
         return c.is_number and c.kind == "study" and any(w in c.metric for w in words)
 
@@ -364,8 +360,11 @@ def annualised(study: Study) -> Iterator[Hit]:
         same = [c for c in study.claims if c.source_file == roi.source_file and c.is_number]
         # the cost and the yearly gain stated beside the ROI (same id stem, no per-row item)
         costs = [c for c in same if c.metric in ("cost_usd", "development_cost_usd", "investment_usd")]
-        gains = [c for c in same if c.metric in ("savings_usd_per_year", "cost_reduction_usd_per_year")
-                 and not c.subject.get("item")]
+        gains = [
+            c
+            for c in same
+            if c.metric in ("savings_usd_per_year", "cost_reduction_usd_per_year") and not c.subject.get("item")
+        ]
         costs.sort(key=lambda c: c.id.rsplit(".", 1)[0] != stem)
         gains.sort(key=lambda c: c.id.rsplit(".", 1)[0] != stem)
         m = re.search(r"(\d+)\s*-?\s*years?", f"{roi.text} {roi.subject.get('item') or ''}", re.I)

@@ -54,7 +54,7 @@ def cell_values(study: Study) -> Iterator[Hit]:
     for (_g, model, _metric, _path, _b), claims in sorted(groups.items(), key=lambda kv: str(kv[0])):
         worst: tuple[AuditClaim, AuditClaim] | None = None
         for i, a in enumerate(claims):
-            for b in claims[i + 1:]:
+            for b in claims[i + 1 :]:
                 if a.location == b.location or a.iv.meets(b.iv):
                     continue
                 if worst is None or a.iv.rel_gap(b.iv) > worst[0].iv.rel_gap(worst[1].iv):
@@ -135,13 +135,17 @@ def study_values(study: Study) -> Iterator[Hit]:
         norm = {}
         for c in claims:
             v = c.value
-            key = re.sub(r"\s+", " ", v.strip().lower()) if isinstance(v, str) else (
-                float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v))
+            key = (
+                re.sub(r"\s+", " ", v.strip().lower())
+                if isinstance(v, str)
+                else (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v))
+            )
             norm.setdefault(key, []).append(c)
         if len(norm) < 2:
             continue
-        listing = "; ".join(f"{cs[0].value!r} in {', '.join(sorted({c.source_file for c in cs}))}"
-                            for cs in norm.values())
+        listing = "; ".join(
+            f"{cs[0].value!r} in {', '.join(sorted({c.source_file for c in cs}))}" for cs in norm.values()
+        )
         yield Hit(
             f"{metric}{' (' + item + ')' if item else ''} is stated differently across the study: {listing}",
             listing,
@@ -217,8 +221,7 @@ def parse_threshold(text: str | None) -> Threshold | None:
         return Threshold(-math.inf, _num(m.group(2), m.group(3)), hi_open=m.group(1) != "<=", text=m.group(0))
     m = re.search(r"(>=|>|over|above|more than)\s*" + _M, t, re.IGNORECASE)
     if m:
-        return Threshold(_num(m.group(2), m.group(3)), math.inf, lo_open=m.group(1) not in (">=",),
-                         text=m.group(0))
+        return Threshold(_num(m.group(2), m.group(3)), math.inf, lo_open=m.group(1) not in (">=",), text=m.group(0))
     m = re.search(_M + r"\s*\+", t)
     if m:
         return Threshold(_num(m.group(1), m.group(2)), math.inf, text=m.group(0))
@@ -380,8 +383,7 @@ def category_threshold(study: Study) -> Iterator[Hit]:
                 entry["claims"].extend(x for x in mine if x not in entry["claims"])
                 if band_cat is not cat:
                     entry["claims"].extend(x for x in band_cat.claims[:1] if x not in entry["claims"])
-        listed = any(o.source == "members" and o.source_file == cat.source_file and o.label == cat.label
-                     for o in cats)
+        listed = any(o.source == "members" and o.source_file == cat.source_file and o.label == cat.label for o in cats)
         if cat.count is not None and cat.source == "count" and not listed:
             # (a count beside a member list is the list's length: the list is checked above)
             models = _study_models(study, anchor)
@@ -408,14 +410,17 @@ def category_threshold(study: Study) -> Iterator[Hit]:
         bad = e["bad"]
         listing = ", ".join(
             f"{m} {_p(iv.mid)}" + (f" (registry {_p(r)})" if (r := _real_params(m)) else "")
-            for m, (iv, _pc) in sorted(bad.items()))
+            for m, (iv, _pc) in sorted(bad.items())
+        )
         yield Hit(
             f"{src}: '{' / '.join(e['labels'][:3])}' ({e['thr'].text}) includes {len(bad)} model(s) "
             f"outside that band: {listing}",
-            f"band {e['thr'].text}; " + "; ".join(
-                f"{m}: published {_p(iv.mid)} ({pc.id})" for m, (iv, pc) in sorted(bad.items())),
-            [*(pc for _iv, pc in bad.values()), *(x for x in e["claims"][:6]
-                                                   if x not in [pc for _iv, pc in bad.values()])],
+            f"band {e['thr'].text}; "
+            + "; ".join(f"{m}: published {_p(iv.mid)} ({pc.id})" for m, (iv, pc) in sorted(bad.items())),
+            [
+                *(pc for _iv, pc in bad.values()),
+                *(x for x in e["claims"][:6] if x not in [pc for _iv, pc in bad.values()]),
+            ],
         )
 
 
@@ -531,7 +536,8 @@ def model_list(study: Study) -> Iterator[Hit]:
         listed = [c for c in cats if c.source_file == f and c.source == "members"]
         counted = [c for c in cats if c.source_file == f and c.source == "count"]
         mc = next((c for c in model_counts if c.source_file == f), None) or next(
-            (c for c in model_counts if study.group_of(c.source_file) == study.group_of(f)), None)
+            (c for c in model_counts if study.group_of(c.source_file) == study.group_of(f)), None
+        )
         if mc is None:
             continue
         n = int(mc.num)
@@ -624,8 +630,9 @@ def implied_speedup(study: Study) -> Iterator[Hit]:
             yield from _against_speedups(study, c, [c], 1 / (1 - c.num / 100), f"'{c.text.strip(' -')}'")
 
 
-def _against_speedups(study: Study, anchor: AuditClaim, claims: list[AuditClaim], implied: float,
-                      what: str) -> Iterator[Hit]:
+def _against_speedups(
+    study: Study, anchor: AuditClaim, claims: list[AuditClaim], implied: float, what: str
+) -> Iterator[Hit]:
     sp = _fp16_speedups(study, anchor)
     if not sp:
         return

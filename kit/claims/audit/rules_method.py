@@ -32,15 +32,17 @@ from kit.claims.audit.rules_physics import arch
 
 CPU_ONLY_PATHS = ("torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static-qdq")
 CUDA_ONLY_PATHS = ("bnb-int8", "bnb-nf4")
-_QDYN = re.compile(r"quantize_dynamic|torch\.quantization|torch\.ao\.quantization|dynamic quantization",
-                   re.IGNORECASE)
+_QDYN = re.compile(r"quantize_dynamic|torch\.quantization|torch\.ao\.quantization|dynamic quantization", re.IGNORECASE)
 _BNB = re.compile(r"bitsandbytes|bnb\.|linear8bitlt|linear4bit|llm\.int8", re.IGNORECASE)
 
 
 def _int8_devices(study: Study, c: AuditClaim) -> set[str]:
     """Devices of the study's INT8 result rows."""
-    return {x.device for x in study.claims if x.device and study.same_group(x, c) and x.kind == "cell"
-            and "int8" in (path_key(x) or "").lower()}
+    return {
+        x.device
+        for x in study.claims
+        if x.device and study.same_group(x, c) and x.kind == "cell" and "int8" in (path_key(x) or "").lower()
+    }
 
 
 @rule(
@@ -67,12 +69,16 @@ def device_support(study: Study) -> Iterator[Hit]:
         if key in seen:
             continue
         seen.add(key)
-        same = [x for x in study.claims if x.source_file == c.source_file and path_key(x) == p
-                and x.device == c.device and x.kind == "cell"]
+        same = [
+            x
+            for x in study.claims
+            if x.source_file == c.source_file and path_key(x) == p and x.device == c.device and x.kind == "cell"
+        ]
         gpu = study.hardware_of(c.source_file)
         yield Hit(
             f"{c.source_file}: {p} results are reported on {c.device}"
-            + (f" ({gpu})" if c.device == "cuda" and gpu else "") + f", but that method {why}",
+            + (f" ({gpu})" if c.device == "cuda" and gpu else "")
+            + f", but that method {why}",
             f"{len(same)} {p} claims on {c.device}: " + ", ".join(f"{x.metric}={x.value}" for x in same[:6]),
             same[:8],
         )
@@ -107,8 +113,12 @@ def label_conflict(study: Study) -> Iterator[Hit]:
         if isinstance(c.value, str):
             by_file[c.source_file].append(c)
     for f, descs in sorted(by_file.items()):
-        int8 = [c for c in descs if "int8" in ((c.published_label or "") + (c.subject.get("item") or "")).lower()
-                or (path_key(c) or "").endswith("int8")]
+        int8 = [
+            c
+            for c in descs
+            if "int8" in ((c.published_label or "") + (c.subject.get("item") or "")).lower()
+            or (path_key(c) or "").endswith("int8")
+        ]
         bnb = [c for c in int8 if _BNB.search(c.value)]
         torchq = [c for c in int8 if re.search(r"torch\.(ao\.)?quantization|quantize_dynamic", c.value)]
         mixed = [c for c in int8 if _BNB.search(c.value) and re.search(r"dynamic quantization", c.value, re.I)]
@@ -142,8 +152,9 @@ def indistinguishable(study: Study) -> Iterator[Hit]:
         per_loc: dict[str, list[tuple[str, AuditClaim, AuditClaim]]] = defaultdict(list)
         totals: dict[str, int] = defaultdict(int)
         for c in study.cells("peak_memory_mb", kit_path=a_path):
-            other = [x for x in study.cells("peak_memory_mb", model=c.model, kit_path=b_path)
-                     if x.location == c.location]
+            other = [
+                x for x in study.cells("peak_memory_mb", model=c.model, kit_path=b_path) if x.location == c.location
+            ]
             if not other:
                 continue
             totals[c.location] += 1
@@ -163,7 +174,8 @@ def indistinguishable(study: Study) -> Iterator[Hit]:
                 f"{b_path} and {a_path} report the same peak memory for {len(same)} of {totals[loc]} models "
                 f"({loc}); different bit widths cannot give identical footprints",
                 ", ".join(f"{m} {fmt(x.num)}" for m, x, _y in same[:10])
-                + (" ...; " if len(same) > 10 else "; ") + (aggs or "no aggregates compared")
+                + (" ...; " if len(same) > 10 else "; ")
+                + (aggs or "no aggregates compared")
                 + (f"; also {'; '.join(others)}" if others else ""),
                 [x for _m, a, b in same[:6] for x in (a, b)],
             )
@@ -178,10 +190,15 @@ def _equal_aggregates(study: Study, near: AuditClaim, a_path: str, b_path: str) 
         if paths != a_path and paths != [a_path]:
             continue
         for d in study.claims:
-            if d.kind == "aggregate" and d.is_number and d.source_file == c.source_file \
-                    and d.metric == c.metric and d.aggregate == c.aggregate \
-                    and d.over.get("kit_path", d.over.get("kit_paths")) in (b_path, [b_path]) \
-                    and d.iv.meets(c.iv):
+            if (
+                d.kind == "aggregate"
+                and d.is_number
+                and d.source_file == c.source_file
+                and d.metric == c.metric
+                and d.aggregate == c.aggregate
+                and d.over.get("kit_path", d.over.get("kit_paths")) in (b_path, [b_path])
+                and d.iv.meets(c.iv)
+            ):
                 out.append(f"{c.aggregate} {c.metric}: {fmt(c.num)} ({a_path}) = {fmt(d.num)} ({b_path})")
     return "; ".join(sorted(set(out))[:4])
 
@@ -238,8 +255,11 @@ def row_label(study: Study) -> Iterator[Hit]:
 def accuracy_setup(study: Study) -> Iterator[Hit]:
     """Accuracy figures for a model or data pipeline that cannot produce them as described."""
     for f in sorted({c.source_file for c in study.claims}):
-        acc = [c for c in study.claims if c.source_file == f and c.kind == "cell"
-               and re.match(r"top\d+_accuracy(_pct)?$", c.metric)]
+        acc = [
+            c
+            for c in study.claims
+            if c.source_file == f and c.kind == "cell" and re.match(r"top\d+_accuracy(_pct)?$", c.metric)
+        ]
         datasets = [c for c in study.metric("dataset") if c.source_file == f and isinstance(c.value, str)]
         crops = [c for c in study.metric("center_crop_px") if c.source_file == f and c.is_number]
         tiny = [d for d in datasets if "tiny imagenet" in d.value.lower()]
@@ -285,7 +305,9 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     (
         "INT8 model returned on the CPU",
         re.compile(r"return\s+apply_int8_quantization\(\s*\w+\s*\)\s*$", re.M),
-        re.compile(r"apply_int8_quantization\(\s*\w+\s*\)\s*\.(?:cuda|to)\(|apply_int8_quantization\(\s*\w+\.(?:cuda|to)\("),
+        re.compile(
+            r"apply_int8_quantization\(\s*\w+\s*\)\s*\.(?:cuda|to)\(|apply_int8_quantization\(\s*\w+\.(?:cuda|to)\("
+        ),
         "returns apply_int8_quantization(model) without ever calling .cuda(): the fresh Linear8bitLt layers "
         "are created on the CPU and never quantized (bitsandbytes quantizes on the move to CUDA), and a CUDA "
         "input then meets CPU weights, so the INT8 path of this code cannot run",
@@ -293,8 +315,10 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     (
         "calibration that records nothing",
         re.compile(r"def\s+\w*calibrat\w*\([\s\S]*?\b_\s*=\s*model\("),
-        re.compile(r"register_forward(?:_pre)?_hook|[Oo]bserver|prepare(?:_fx)?\(|\.append\(|\+=|"
-                   r"torch\.ao\.quantization"),
+        re.compile(
+            r"register_forward(?:_pre)?_hook|[Oo]bserver|prepare(?:_fx)?\(|\.append\(|\+=|"
+            r"torch\.ao\.quantization"
+        ),
         "runs the calibration batches and throws the outputs away: no hook, observer or statistic is kept, "
         "so it calibrates nothing (and LLM.int8()'s Linear8bitLt needs no calibration: weights are quantized "
         "when moved to the GPU, activations per row at run time)",
@@ -342,8 +366,10 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     ),
     (
         "INT8 on a single Linear",
-        re.compile(r"isinstance\(\s*(\w+)\s*,\s*(?:torch\.)?nn\.Linear\s*\)\s*:[^\n]*\n(?:[^\n]*\n){0,3}?"
-                   r"[^\n]*apply_int8_quantization\(\s*\1\s*\)"),
+        re.compile(
+            r"isinstance\(\s*(\w+)\s*,\s*(?:torch\.)?nn\.Linear\s*\)\s*:[^\n]*\n(?:[^\n]*\n){0,3}?"
+            r"[^\n]*apply_int8_quantization\(\s*\1\s*\)"
+        ),
         None,
         "passes a single nn.Linear to apply_int8_quantization, which (as published) replaces the nn.Linear "
         "children of the module it is given: a Linear has none, so no layer is quantized",
@@ -357,8 +383,9 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     ),
     (
         "a loop that never allocates",
-        re.compile(r"^([ \t]*)while\s+\w+\(\)\s*<\s*\w+\s*:[ \t]*\n\1[ \t]+\w+\s*\*=\s*\d+[ \t]*\n(?!\1[ \t]+\S)",
-                   re.M),
+        re.compile(
+            r"^([ \t]*)while\s+\w+\(\)\s*<\s*\w+\s*:[ \t]*\n\1[ \t]+\w+\s*\*=\s*\d+[ \t]*\n(?!\1[ \t]+\S)", re.M
+        ),
         None,
         "loops while the memory in use is below the limit, but the body only doubles a number: nothing is "
         "allocated or run, so memory never changes and the loop never ends",
@@ -371,10 +398,15 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
     ),
 )
 _CODE_SEVERITY = {
-    "autocast on a half model": "warning", "nvFuser": "info", "bitsandbytes layers left on the CPU": "warning",
-    "calibration that records nothing": "warning", "undefined loss function": "warning",
-    "torch.load of a pickled model": "warning", "nn.MultiheadAttention branch": "warning",
-    "INT8 on a single Linear": "warning", "a validation that cannot fail": "warning",
+    "autocast on a half model": "warning",
+    "nvFuser": "info",
+    "bitsandbytes layers left on the CPU": "warning",
+    "calibration that records nothing": "warning",
+    "undefined loss function": "warning",
+    "torch.load of a pickled model": "warning",
+    "nn.MultiheadAttention branch": "warning",
+    "INT8 on a single Linear": "warning",
+    "a validation that cannot fail": "warning",
     "a loop that never allocates": "warning",
 }
 # a finding that makes another redundant on the same listing (GradScaler already fails the step)
@@ -403,13 +435,20 @@ def code(study: Study) -> Iterator[Hit]:
         blob = "\n".join(str(x) for x in (c.value, c.raw.get("code"), c.text) if isinstance(x, str))
         if not any(tok in blob for tok in ("(", "=")) or c.metric not in _CODE_METRICS:
             continue
-        fired = {name: m for name, pat, unless, _why in _CODE_CHECKS
-                 if (m := pat.search(blob)) and not (unless and unless.search(blob))}
+        fired = {
+            name: m
+            for name, pat, unless, _why in _CODE_CHECKS
+            if (m := pat.search(blob)) and not (unless and unless.search(blob))
+        }
         skip = {s for name in fired for s in _CODE_SUBSUMES.get(name, ())}
         for name, _pat, _unless, why in _CODE_CHECKS:
             if name in fired and name not in skip:
-                yield Hit(f"{c.source_file}: published code ({name}) {why}",
-                          f"{c.id}: '{_snippet(blob, fired[name])}'", [c], severity=_CODE_SEVERITY.get(name))
+                yield Hit(
+                    f"{c.source_file}: published code ({name}) {why}",
+                    f"{c.id}: '{_snippet(blob, fired[name])}'",
+                    [c],
+                    severity=_CODE_SEVERITY.get(name),
+                )
         fixed = _FIXED_INPUT.search(blob)
         if fixed and not _SIZE_AWARE.search(blob):
             yield from _fixed_input(study, c, int(fixed.group(1)), int(fixed.group(2)), fixed.group(0))
@@ -419,7 +458,7 @@ def _snippet(blob: str, m: re.Match[str]) -> str:
     """The published line(s) a check matched: the first and last line of the match."""
     first = blob.rfind("\n", 0, m.start()) + 1
     last_end = blob.find("\n", max(m.end() - 1, m.start()))
-    lines = blob[first:last_end if last_end >= 0 else len(blob)].strip().splitlines()
+    lines = blob[first : last_end if last_end >= 0 else len(blob)].strip().splitlines()
     lines = [x.strip() for x in lines if x.strip()]
     out = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
     return out[:200]
@@ -438,16 +477,20 @@ def _fixed_input(study: Study, c: AuditClaim, h: int, w: int, call: str) -> Iter
         return
     parts = []
     if strict:
-        parts.append(", ".join(f"{m} ({a.image_size} px)" for m, a in strict) + " raise ValueError on it "
-                     "(HF ViT/DeiT check the input size unless interpolate_pos_encoding=True)")
+        parts.append(
+            ", ".join(f"{m} ({a.image_size} px)" for m, a in strict) + " raise ValueError on it "
+            "(HF ViT/DeiT check the input size unless interpolate_pos_encoding=True)"
+        )
     if other:
-        parts.append(", ".join(f"{m} ({a.image_size} px)" for m, a in other) + f" run at {h}x{w} instead of "
-                     "the resolution they were trained for")
+        parts.append(
+            ", ".join(f"{m} ({a.image_size} px)" for m, a in other) + f" run at {h}x{w} instead of "
+            "the resolution they were trained for"
+        )
     yield Hit(
         f"{c.source_file}: published code (fixed input size) feeds `{call}` to every model, but "
         f"{len(strict) + len(other)} of the study's {len(models)} models take another size: " + "; ".join(parts),
-        f"{c.id}; registry input sizes: " + ", ".join(f"{m} {a.image_size} ({a.checkpoint})"
-                                                      for m, a in [*strict, *other]),
+        f"{c.id}; registry input sizes: "
+        + ", ".join(f"{m} {a.image_size} ({a.checkpoint})" for m, a in [*strict, *other]),
         [c],
         severity="error" if strict else "warning",
     )

@@ -127,8 +127,7 @@ def unbacked_aggregate(study: Study) -> Iterator[Hit]:
         if (study.group_of(c.source_file), metric) in reported:
             continue
         yield Hit(
-            f"'{c.text.strip(' -*')}': {c.aggregate} of {metric}, but the study reports no per-model "
-            f"{metric} at all",
+            f"'{c.text.strip(' -*')}': {c.aggregate} of {metric}, but the study reports no per-model {metric} at all",
             f"{c.id}: {c.value}; no cell claim of {metric} in this study",
             [c],
         )

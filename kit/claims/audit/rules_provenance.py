@@ -33,10 +33,29 @@ TORCH: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "2.7": ("2025-04-23", "3.9", "3.13", ("11.8", "12.6", "12.8")),
     "2.8": ("2025-08-06", "3.9", "3.13", ("12.6", "12.8", "12.9")),
 }
-TORCH_PATCH_DATES = {"2.0.1": "2023-05-08", "2.1.1": "2023-11-15", "2.1.2": "2023-12-14", "2.2.1": "2024-02-22",
-                     "2.2.2": "2024-03-27", "2.3.1": "2024-06-05", "2.4.1": "2024-09-04", "2.5.1": "2024-10-29"}
-TORCHVISION_FOR_TORCH = {"1.12": "0.13", "1.13": "0.14", "2.0": "0.15", "2.1": "0.16", "2.2": "0.17", "2.3": "0.18",
-                         "2.4": "0.19", "2.5": "0.20", "2.6": "0.21", "2.7": "0.22", "2.8": "0.23"}
+TORCH_PATCH_DATES = {
+    "2.0.1": "2023-05-08",
+    "2.1.1": "2023-11-15",
+    "2.1.2": "2023-12-14",
+    "2.2.1": "2024-02-22",
+    "2.2.2": "2024-03-27",
+    "2.3.1": "2024-06-05",
+    "2.4.1": "2024-09-04",
+    "2.5.1": "2024-10-29",
+}
+TORCHVISION_FOR_TORCH = {
+    "1.12": "0.13",
+    "1.13": "0.14",
+    "2.0": "0.15",
+    "2.1": "0.16",
+    "2.2": "0.17",
+    "2.3": "0.18",
+    "2.4": "0.19",
+    "2.5": "0.20",
+    "2.6": "0.21",
+    "2.7": "0.22",
+    "2.8": "0.23",
+}
 RELEASED: dict[tuple[str, str], str] = {
     ("python", "3.8"): "2019-10-14",
     ("python", "3.9"): "2020-10-05",
@@ -59,8 +78,17 @@ RELEASED: dict[tuple[str, str], str] = {
     ("os", "ubuntu 22.04"): "2022-04-21",
     ("os", "ubuntu 24.04"): "2024-04-25",
 }
-_ALIASES = {"pytorch": "torch", "torch": "torch", "python": "python", "cuda": "cuda", "torchvision": "torchvision",
-            "bitsandbytes": "bitsandbytes", "bnb": "bitsandbytes", "os": "os", "ubuntu": "os"}
+_ALIASES = {
+    "pytorch": "torch",
+    "torch": "torch",
+    "python": "python",
+    "cuda": "cuda",
+    "torchvision": "torchvision",
+    "bitsandbytes": "bitsandbytes",
+    "bnb": "bitsandbytes",
+    "os": "os",
+    "ubuntu": "os",
+}
 
 
 def _pkg(c: AuditClaim) -> str | None:
@@ -122,7 +150,8 @@ def version_compat(study: Study) -> Iterator[Hit]:
                     continue
                 lower_bound_only = pv.endswith("+")
                 if (lower_bound_only and _vt(pm) <= _vt(py_hi)) or (
-                        not lower_bound_only and _vt(py_lo) <= _vt(pm) <= _vt(py_hi)):
+                    not lower_bound_only and _vt(py_lo) <= _vt(pm) <= _vt(py_hi)
+                ):
                     continue
                 note = "3.12 support arrived in torch 2.2" if pm == "3.12" else f"no cp{pm.replace('.', '')} wheel"
                 yield Hit(
@@ -280,8 +309,13 @@ def row_count(study: Study) -> Iterator[Hit]:
     for c in study.metric("row_count"):
         if not c.is_number:
             continue
-        exps = [e for e in study.metric("experiment_count") if e.is_number and e.source_file == c.source_file
-                and (e.subject.get("item") == c.subject.get("item") or not e.subject.get("item"))]
+        exps = [
+            e
+            for e in study.metric("experiment_count")
+            if e.is_number
+            and e.source_file == c.source_file
+            and (e.subject.get("item") == c.subject.get("item") or not e.subject.get("item"))
+        ]
         if not exps:
             continue
         e = sorted(exps, key=lambda x: x.subject.get("item") != c.subject.get("item"))[0]
@@ -305,9 +339,12 @@ def row_count(study: Study) -> Iterator[Hit]:
 def experiment_matrix(study: Study) -> Iterator[Hit]:
     """Experiment counts that do not match the stated test matrix (e.g. a batch sweep never shown)."""
     for f in sorted({c.source_file for c in study.claims}):
+
         def one(metric: str, f: str = f) -> AuditClaim | None:
-            return next((c for c in study.metric(metric) if c.source_file == f and c.is_number
-                         and not c.subject.get("item")), None)
+            return next(
+                (c for c in study.metric(metric) if c.source_file == f and c.is_number and not c.subject.get("item")),
+                None,
+            )
 
         mc, pc, ec = one("model_count"), one("precision_count"), one("experiment_count")
         bs = next((c for c in study.metric("batch_sizes") if c.source_file == f and isinstance(c.value, list)), None)
@@ -321,8 +358,9 @@ def experiment_matrix(study: Study) -> Iterator[Hit]:
                 [mc, pc, ec],
             )
         if bs is not None and len(bs.value) > 1:
-            reported = {c.batch_size for c in study.claims if c.kind == "cell" and c.batch_size
-                        and study.same_group(c, bs)}
+            reported = {
+                c.batch_size for c in study.claims if c.kind == "cell" and c.batch_size and study.same_group(c, bs)
+            }
             total = n * len(bs.value)
             if reported <= {1} or total != int(ec.num):
                 yield Hit(
@@ -341,14 +379,22 @@ def _same_computation_pairs(study: Study, near: AuditClaim) -> list[tuple[str, A
     for i8 in study.cells("latency_ms", kit_path="bnb-int8"):
         if not study.same_group(i8, near):
             continue
-        n4 = next((x for x in study.cells("latency_ms", model=i8.model, kit_path="bnb-nf4")
-                   if x.location == i8.location), None)
+        n4 = next(
+            (x for x in study.cells("latency_ms", model=i8.model, kit_path="bnb-nf4") if x.location == i8.location),
+            None,
+        )
         if n4 is None:
             continue
-        mem8 = [x for x in study.cells("peak_memory_mb", model=i8.model, kit_path="bnb-int8")
-                if x.source_file == i8.source_file]
-        mem4 = [x for x in study.cells("peak_memory_mb", model=i8.model, kit_path="bnb-nf4")
-                if x.source_file == i8.source_file]
+        mem8 = [
+            x
+            for x in study.cells("peak_memory_mb", model=i8.model, kit_path="bnb-int8")
+            if x.source_file == i8.source_file
+        ]
+        mem4 = [
+            x
+            for x in study.cells("peak_memory_mb", model=i8.model, kit_path="bnb-nf4")
+            if x.source_file == i8.source_file
+        ]
         if any(a.location == b.location and a.iv.meets(b.iv) for a in mem8 for b in mem4):
             out.append((i8.model or "", i8, n4))
     return out
@@ -396,9 +442,11 @@ def iterations_vs_dispersion(study: Study) -> Iterator[Hit]:
 )
 def distribution_claims(study: Study) -> Iterator[Hit]:
     """SLA or percentile claims with no latency distribution behind them."""
-    has_dist = any(c.metric in ("latency_p99_ms", "latency_p95_ms", "latency_std_ms")
-                   or (c.aggregate in ("std", "percentile") and c.over.get("metric") == "latency_ms")
-                   for c in study.claims)
+    has_dist = any(
+        c.metric in ("latency_p99_ms", "latency_p95_ms", "latency_std_ms")
+        or (c.aggregate in ("std", "percentile") and c.over.get("metric") == "latency_ms")
+        for c in study.claims
+    )
     if has_dist:
         return
     for c in study.claims:
@@ -420,10 +468,13 @@ def distribution_claims(study: Study) -> Iterator[Hit]:
 )
 def success_rate(study: Study) -> Iterator[Hit]:
     """'100% success' over rows whose own numbers show that their method did not run."""
-    claims = [c for c in study.metric("success_rate_pct", "all_experiments_succeeded", "failed_experiment_count")
-              if (c.metric == "success_rate_pct" and c.is_number and c.num >= 100)
-              or (c.metric == "all_experiments_succeeded" and c.value is True)
-              or (c.metric == "failed_experiment_count" and c.is_number and c.num == 0)]
+    claims = [
+        c
+        for c in study.metric("success_rate_pct", "all_experiments_succeeded", "failed_experiment_count")
+        if (c.metric == "success_rate_pct" and c.is_number and c.num >= 100)
+        or (c.metric == "all_experiments_succeeded" and c.value is True)
+        or (c.metric == "failed_experiment_count" and c.is_number and c.num == 0)
+    ]
     if not claims:
         return
     pairs = _same_computation_pairs(study, claims[0])
@@ -496,24 +547,35 @@ def planned_dates(study: Study) -> Iterator[Hit]:
         if first_hi >= day:
             continue
         open_end = str(vals[-1]).strip().endswith("+")
-        msg = (f"'{_quote(c.text)}' is presented as future work, but its first period ({vals[0]}) "
-               f"ended {(day - first_hi).days} days before the study's own timestamp ({day.isoformat()} UTC)")
+        msg = (
+            f"'{_quote(c.text)}' is presented as future work, but its first period ({vals[0]}) "
+            f"ended {(day - first_hi).days} days before the study's own timestamp ({day.isoformat()} UTC)"
+        )
         if not open_end:
             left = (last_hi - day).days
-            msg += (f"; the whole window closes {left} days after that date" if left >= 0
-                    else f"; the whole window closed {-left} days before it")
+            msg += (
+                f"; the whole window closes {left} days after that date"
+                if left >= 0
+                else f"; the whole window closed {-left} days before it"
+            )
         heading = re.search(r"\b(20\d\d)\b[^/]*$", c.section)
         if heading and int(heading.group(1)) > first_lo.year:
             msg += f", under a heading that names {heading.group(1)} ('{c.section.rsplit(' / ', 1)[-1]}')"
-        others = [x for x in study.metric("timestamp", "date", "last_updated")
-                  if study.group_of(x.source_file) == g and (d := _to_date(x)) and d[1] != "day"]
+        others = [
+            x
+            for x in study.metric("timestamp", "date", "last_updated")
+            if study.group_of(x.source_file) == g and (d := _to_date(x)) and d[1] != "day"
+        ]
         yield Hit(
             msg,
             f"{c.id}: {', '.join(map(str, vals))} -> {first_lo.isoformat()}.."
             f"{last_hi.isoformat() if not open_end else ''}"
             f"; {anchor.id}: {anchor.value} -> {day.isoformat()} UTC"
-            + (f"; other stated dates: {', '.join(f'{x.id} {x.value!r}' for x in others)} (see provenance.dates)"
-               if others else ""),
+            + (
+                f"; other stated dates: {', '.join(f'{x.id} {x.value!r}' for x in others)} (see provenance.dates)"
+                if others
+                else ""
+            ),
             [c, anchor],
         )
 
@@ -528,7 +590,7 @@ def _install_tokens(cmd: str) -> list[str]:
     for seg in re.split(r"&&|;|\n", cmd):
         toks = seg.split()
         if "install" in toks:
-            out.extend(t for t in toks[toks.index("install") + 1:] if not t.startswith("-"))
+            out.extend(t for t in toks[toks.index("install") + 1 :] if not t.startswith("-"))
     return out
 
 
@@ -556,8 +618,10 @@ def reproduction_recipe(study: Study) -> Iterator[Hit]:
         if not unpinned:
             continue
         involved = [c, *(stated[p][0] for _n, p in unpinned if p)]
-        msg = (f"'{c.value}' installs {', '.join(n for n, _p in unpinned + unstated)} without versions: pip takes "
-               "the newest releases, not the stated " + ", ".join(f"{p} {stated[p][0].value}" for _n, p in unpinned))
+        msg = (
+            f"'{c.value}' installs {', '.join(n for n, _p in unpinned + unstated)} without versions: pip takes "
+            "the newest releases, not the stated " + ", ".join(f"{p} {stated[p][0].value}" for _n, p in unpinned)
+        )
         torch_v = stated.get("torch", [None])[0]
         pys = [p for p in stated.get("python", []) if p.source_file == c.source_file and p.section == c.section]
         tm = _minor(torch_v.value) if torch_v is not None else None
@@ -565,13 +629,19 @@ def reproduction_recipe(study: Study) -> Iterator[Hit]:
             pm = _minor(pys[0].value)
             _d, py_lo, py_hi, _cu = TORCH[tm]
             if pm and not _vt(py_lo) <= _vt(pm) <= _vt(py_hi):
-                msg += (f"; with Python {pys[0].value} in the same recipe even a pinned torch=={torch_v.value} "
-                        f"cannot install (torch {tm} wheels: CPython {py_lo}-{py_hi})")
+                msg += (
+                    f"; with Python {pys[0].value} in the same recipe even a pinned torch=={torch_v.value} "
+                    f"cannot install (torch {tm} wheels: CPython {py_lo}-{py_hi})"
+                )
                 involved.append(pys[0])
         if unstated:
             msg += f"; the version of {' and '.join(n for n, _p in unstated)} is stated nowhere in the study"
-        yield Hit(msg, f"{c.id}: {c.value!r}; stated: " + "; ".join(
-            f"{p} {', '.join(sorted({x.value for x in xs}))}" for p, xs in sorted(stated.items())), involved)
+        yield Hit(
+            msg,
+            f"{c.id}: {c.value!r}; stated: "
+            + "; ".join(f"{p} {', '.join(sorted({x.value for x in xs}))}" for p, xs in sorted(stated.items())),
+            involved,
+        )
 
     for c in study.metric("required_scripts"):
         scripts = [v for v in (c.value if isinstance(c.value, list) else [c.value]) if isinstance(v, str)]
@@ -599,18 +669,36 @@ def reproduction_recipe(study: Study) -> Iterator[Hit]:
 
 # AWS instance type -> its GPUs (AWS instance-type pages); family fallback for other sizes
 _INSTANCES = {
-    "p4d.24xlarge": "8x NVIDIA A100 40GB", "p4de.24xlarge": "8x NVIDIA A100 80GB", "p5.48xlarge": "8x NVIDIA H100",
-    "p3.2xlarge": "1x NVIDIA V100 16GB", "p3.8xlarge": "4x NVIDIA V100 16GB", "p3.16xlarge": "8x NVIDIA V100 16GB",
-    "g4dn.xlarge": "1x NVIDIA T4", "g5.xlarge": "1x NVIDIA A10G", "g6.xlarge": "1x NVIDIA L4",
+    "p4d.24xlarge": "8x NVIDIA A100 40GB",
+    "p4de.24xlarge": "8x NVIDIA A100 80GB",
+    "p5.48xlarge": "8x NVIDIA H100",
+    "p3.2xlarge": "1x NVIDIA V100 16GB",
+    "p3.8xlarge": "4x NVIDIA V100 16GB",
+    "p3.16xlarge": "8x NVIDIA V100 16GB",
+    "g4dn.xlarge": "1x NVIDIA T4",
+    "g5.xlarge": "1x NVIDIA A10G",
+    "g6.xlarge": "1x NVIDIA L4",
 }
-_INSTANCE_FAMILY = {"p4d": "NVIDIA A100", "p4de": "NVIDIA A100", "p5": "NVIDIA H100", "p3": "NVIDIA V100",
-                    "g4dn": "NVIDIA T4", "g5": "NVIDIA A10G", "g6": "NVIDIA L4"}
+_INSTANCE_FAMILY = {
+    "p4d": "NVIDIA A100",
+    "p4de": "NVIDIA A100",
+    "p5": "NVIDIA H100",
+    "p3": "NVIDIA V100",
+    "g4dn": "NVIDIA T4",
+    "g5": "NVIDIA A10G",
+    "g6": "NVIDIA L4",
+}
 
 
 def _study_gpus(study: Study, group: str) -> list[str]:
     out = {i.gpu for f, i in study.files.items() if i.gpu and study.group_of(f) == group}
-    out |= {c.value for c in study.metric("hardware") if isinstance(c.value, str)
-            and study.group_of(c.source_file) == group and c.subject.get("item") in (None, "gpu")}
+    out |= {
+        c.value
+        for c in study.metric("hardware")
+        if isinstance(c.value, str)
+        and study.group_of(c.source_file) == group
+        and c.subject.get("item") in (None, "gpu")
+    }
     return sorted(out)
 
 
@@ -640,18 +728,32 @@ def unmeasured_hardware(study: Study) -> Iterator[Hit]:
         gpus = _study_gpus(study, g)
         if any(_same_gpu(c.value, x) for x in gpus):
             continue
-        same = [x for x in study.claims if x.source_file == c.source_file and x.section == c.section and x is not c
-                and x.kind == "aggregate" and x.text == c.text]
+        same = [
+            x
+            for x in study.claims
+            if x.source_file == c.source_file
+            and x.section == c.section
+            and x is not c
+            and x.kind == "aggregate"
+            and x.text == c.text
+        ]
         rows = []
         for x in same:
             paths = x.over.get("kit_path", x.over.get("kit_paths"))
             for path in paths if isinstance(paths, list) else [paths]:
                 for m in x.over.get("models", []):
-                    vals = sorted({r.value for r in study.cells(str(x.over.get("metric")), model=m, kit_path=path)
-                                   if study.same_group(r, c)})
+                    vals = sorted(
+                        {
+                            r.value
+                            for r in study.cells(str(x.over.get("metric")), model=m, kit_path=path)
+                            if study.same_group(r, c)
+                        }
+                    )
                     if vals:
-                        rows.append(f"{x.id}: {x.aggregate} {fmt(x.num) if x.is_number else x.value} {x.unit}; "
-                                    f"the study's own {m} {path} rows: {', '.join(fmt(v) for v in vals)} {x.unit}")
+                        rows.append(
+                            f"{x.id}: {x.aggregate} {fmt(x.num) if x.is_number else x.value} {x.unit}; "
+                            f"the study's own {m} {path} rows: {', '.join(fmt(v) for v in vals)} {x.unit}"
+                        )
         yield Hit(
             f"'{_quote(c.text)}': the study measured on {', '.join(gpus) or 'its published GPU'} only; no "
             f"{c.value} was measured, so the figure is not a result of the study",
@@ -710,27 +812,47 @@ def validation_tolerance(study: Study) -> Iterator[Hit]:
         involved: list[AuditClaim] = [t]
         pairs = [p for p in _same_computation_pairs(study, t) if p[1].num > 0 and p[2].num > 0]
         if pairs:
+
             def rel(p: tuple[str, AuditClaim, AuditClaim]) -> float:
                 return abs(p[1].num - p[2].num) / min(p[1].num, p[2].num)
 
             worst = max(pairs, key=rel)
             if rel(worst) > tol:
                 n_over = sum(1 for p in pairs if rel(p) > tol)
-                parts.append(f"the study's own repeated measurements differ by up to {rel(worst):.1%} ({worst[0]} "
-                             f"INT8 {fmt(worst[1].num)} vs NF4 {fmt(worst[2].num)} ms, one computation by their "
-                             "identical memory), so its own run would fail the protocol")
-                evidence.append(f"{n_over} of {len(pairs)} INT8/NF4 pairs with identical peak memory differ by more "
-                                f"than {tol:.0%} in latency")
+                parts.append(
+                    f"the study's own repeated measurements differ by up to {rel(worst):.1%} ({worst[0]} "
+                    f"INT8 {fmt(worst[1].num)} vs NF4 {fmt(worst[2].num)} ms, one computation by their "
+                    "identical memory), so its own run would fail the protocol"
+                )
+                evidence.append(
+                    f"{n_over} of {len(pairs)} INT8/NF4 pairs with identical peak memory differ by more "
+                    f"than {tol:.0%} in latency"
+                )
                 involved += [worst[1], worst[2]]
-        checked = [x for x in study.claims if x.source_file == t.source_file and x.section == t.section
-                   and x is not t and x.raw.get("comparability") in ("relative", "hardware-bound")]
-        looser = [x for x in checked if isinstance(x.raw.get("tolerance"), dict)
-                  and x.raw["tolerance"].get("kind") == "relative" and float(x.raw["tolerance"].get("value", 0)) > tol]
+        checked = [
+            x
+            for x in study.claims
+            if x.source_file == t.source_file
+            and x.section == t.section
+            and x is not t
+            and x.raw.get("comparability") in ("relative", "hardware-bound")
+        ]
+        looser = [
+            x
+            for x in checked
+            if isinstance(x.raw.get("tolerance"), dict)
+            and x.raw["tolerance"].get("kind") == "relative"
+            and float(x.raw["tolerance"].get("value", 0)) > tol
+        ]
         if looser:
-            parts.append(f"it checks GPU-dependent ratios ({', '.join(x.id.rsplit('.', 1)[-1] for x in looser)}) "
-                         "with no condition on the GPU, while they vary by more than that between runs on one machine")
-            evidence += [f"{x.id}: qkit tolerance {x.raw['tolerance']['value']:.0%} "
-                         f"({x.raw['tolerance'].get('reason')})" for x in looser]
+            parts.append(
+                f"it checks GPU-dependent ratios ({', '.join(x.id.rsplit('.', 1)[-1] for x in looser)}) "
+                "with no condition on the GPU, while they vary by more than that between runs on one machine"
+            )
+            evidence += [
+                f"{x.id}: qkit tolerance {x.raw['tolerance']['value']:.0%} ({x.raw['tolerance'].get('reason')})"
+                for x in looser
+            ]
             involved += looser
         if parts:
             yield Hit(

@@ -167,12 +167,15 @@ def _std(rows: Sequence[Row], ddof: int) -> Iv:
 
 def _pct(rows: Sequence[Row], q: float, method: str) -> Iv:
     if method == "nearest_rank":
+
         def fn(a: np.ndarray) -> float:
             k = max(1, math.ceil(q / 100.0 * len(a)))
             return float(np.sort(a)[k - 1])
     else:
+
         def fn(a: np.ndarray) -> float:
             return float(np.percentile(a, q, method=method))
+
     return _bounds(rows, fn)
 
 
@@ -303,7 +306,8 @@ def percentile(study: Study) -> Iterator[Hit]:
         yield Hit(
             f"{_describe(agg)}: p{fmt(q)} {fmt(agg.num)} is reproduced only by the "
             f"{'/'.join(matching)} method(s); numpy/pandas' default (linear) gives {fmt(lin.mid)}",
-            f"linear {lin}; " + "; ".join(f"{m} {fmt(results[m].mid)}" for m in matching)
+            f"linear {lin}; "
+            + "; ".join(f"{m} {fmt(results[m].mid)}" for m in matching)
             + f"; published {claimed} (stated method: {stated}); rows: {_rows_text(rows)}",
             _claims_of(agg, rows),
             severity="info",
@@ -321,8 +325,7 @@ def _range_ends(agg: AuditClaim) -> tuple[Iv, Iv] | None:
     "stats.range",
     family="statistics",
     severity="error",
-    convention="a quoted range [a, b] must equal [min, max] of the rows; each end compared on its "
-    "own printed rounding",
+    convention="a quoted range [a, b] must equal [min, max] of the rows; each end compared on its own printed rounding",
 )
 def range_(study: Study) -> Iterator[Hit]:
     """Quoted ranges (min to max) recomputed from the rows."""
@@ -391,7 +394,8 @@ def bounds(study: Study) -> Iterator[Hit]:
         yield Hit(
             f"{_describe(agg)}: claimed {label} for all, but {len(out)} of {len(rows)} rows are "
             f"not (e.g. {worst.model} {worst.path} {fmt(worst.iv.mid)})",
-            "outside: " + ", ".join(f"{r.model}/{r.path}={fmt(r.iv.mid)}" for r in out)
+            "outside: "
+            + ", ".join(f"{r.model}/{r.path}={fmt(r.iv.mid)}" for r in out)
             + (f"; no value for {', '.join(missing)}" if missing else ""),
             [agg, *(r.claims[0] for r in out[:12])],
             severity=sev,
@@ -441,7 +445,7 @@ def ranking(study: Study) -> Iterator[Hit]:
         # order matters only where the claim ranks (docs/claims-format.md: a top list the study
         # prints with tied figures is "compared as a set")
         as_set = "as a set" in agg.how.lower()
-        for a, b in ([] if as_set else itertools.pairwise(listed)):
+        for a, b in [] if as_set else itertools.pairwise(listed):
             if best[b].iv.lo > best[a].iv.hi:
                 problems.append(f"{a} ({fmt(best[a].iv.mid)}) is ranked above {b} ({fmt(best[b].iv.mid)})")
         if not problems:
@@ -450,8 +454,9 @@ def ranking(study: Study) -> Iterator[Hit]:
         sev = "error" if any("is listed but" in p for p in problems) else "warning"
         yield Hit(
             f"{_describe(agg)}: {problems[0]}",
-            "; ".join(problems) + "; ranking: " + ", ".join(
-                f"{r.model}:{fmt(r.iv.mid)}" for r in sorted(best.values(), key=lambda r: -r.iv.mid)),
+            "; ".join(problems)
+            + "; ranking: "
+            + ", ".join(f"{r.model}:{fmt(r.iv.mid)}" for r in sorted(best.values(), key=lambda r: -r.iv.mid)),
             [agg, *(best[m].claims[0] for m in listed if m in best)],
             severity=sev,
         )

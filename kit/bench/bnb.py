@@ -6,7 +6,7 @@ agreement) and what replaced what. Paths are prepared one at a time
 (one float model built at a time) and timed in interleaved blocks, so load from other processes
 on a shared machine falls on every path alike.
 
-    python -m kit.bench_bnb [--model ID] [--device cpu|cuda] [--batch N] [--seconds S]
+    python -m kit.bench.bnb [--model ID] [--device cpu|cuda] [--batch N] [--seconds S]
 
 Weights are the kit's seeded random ones (no download): latency and bytes do not depend on the
 values; fidelity on random weights is a lower bound on what trained weights give (no learned
@@ -43,8 +43,9 @@ def parse_entry(entry: str) -> tuple[str, dict[str, str]]:
     return name.strip(), options
 
 
-def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int, work: str,
-                  fid_images: Any, options: dict[str, Any]) -> dict[str, Any]:
+def _prepare_path(
+    path_name: str, spec: Any, device: str, batch: int, seed: int, work: str, fid_images: Any, options: dict[str, Any]
+) -> dict[str, Any]:
     """Prepare one path and run the fidelity images; the prepared model stays alive for timing."""
     import os
 
@@ -61,16 +62,24 @@ def _prepare_path(path_name: str, spec: Any, device: str, batch: int, seed: int,
     work_dir = os.path.join(work, f"row-{len(os.listdir(work))}-{path_name}")
     os.makedirs(work_dir)
     ctx = PrepareContext(
-        spec=spec, device=device, batch_size=batch,
+        spec=spec,
+        device=device,
+        batch_size=batch,
         build_float_model=lambda: build_model(spec, weights="random", seed=seed)[0],
-        work_dir=work_dir, cache_dir=work, weights_fingerprint=f"random-{seed}", options=dict(options),
+        work_dir=work_dir,
+        cache_dir=work,
+        weights_fingerprint=f"random-{seed}",
+        options=dict(options),
     )
     t0 = time.perf_counter()
     try:
         prepared = path.prepare(ctx)
     except (PathUnavailable, PathFailed) as exc:
-        return {"path": label, "status": "skipped" if isinstance(exc, PathUnavailable) else "failed",
-                "reason": str(exc)}
+        return {
+            "path": label,
+            "status": "skipped" if isinstance(exc, PathUnavailable) else "failed",
+            "reason": str(exc),
+        }
     row: dict[str, Any] = {
         "path": label,
         "path_name": path_name,
@@ -104,28 +113,44 @@ def _time_interleaved(rows: list[dict[str, Any]], device: str, seconds: float, b
     warm = LatencyConfig(warmup_iterations=3, warmup_s=1.0, min_iterations=1, min_duration_s=0.0)
     for r in live:
         LatencyTracker(warm, device=device, seed=seed).run(r["_call"])
-    cfg = LatencyConfig(warmup_iterations=1, warmup_s=0.0, min_iterations=block, min_duration_s=0.0,
-                        max_duration_s=None)
+    cfg = LatencyConfig(
+        warmup_iterations=1, warmup_s=0.0, min_iterations=block, min_duration_s=0.0, max_duration_s=None
+    )
     rounds = 0
     while live and not all(len(r["_samples"]) >= 20 and sum(r["_samples"]) / 1000.0 >= seconds for r in live):
-        order = live[rounds % len(live):] + live[: rounds % len(live)]
+        order = live[rounds % len(live) :] + live[: rounds % len(live)]
         for r in order:
             r["_samples"].extend(LatencyTracker(cfg, device=device, seed=seed).run(r["_call"]).samples_ms)
         rounds += 1
     for r in live:
         stats = summarize(r["_samples"], seed=seed)
-        r.update(p50_ms=stats["p50"], p50_ci95=stats["p50_ci95"], min_ms=stats["min"],
-                 iterations=len(r["_samples"]), noise_warnings=stats["noise_warnings"], rounds=rounds, block=block)
+        r.update(
+            p50_ms=stats["p50"],
+            p50_ci95=stats["p50_ci95"],
+            min_ms=stats["min"],
+            iterations=len(r["_samples"]),
+            noise_warnings=stats["noise_warnings"],
+            rounds=rounds,
+            block=block,
+        )
 
 
 def default_paths(device: str) -> tuple[str, ...]:
     return DEFAULT_PATHS + (CPU_VARIANTS if device == "cpu" else ())
 
 
-def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", batch_size: int = 1,
-              paths: tuple[str, ...] | None = None, seconds: float = 5.0, fidelity_images: int = 8,
-              seed: int = 0, options: dict[str, Any] | None = None, block: int = 5,
-              out: Any = None) -> dict[str, Any]:
+def bench_bnb(
+    model_id: str = "vit-base-224-production",
+    device: str = "cpu",
+    batch_size: int = 1,
+    paths: tuple[str, ...] | None = None,
+    seconds: float = 5.0,
+    fidelity_images: int = 8,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    block: int = 5,
+    out: Any = None,
+) -> dict[str, Any]:
     """Run the benchmark, print the table to ``out`` (stdout) and return the figures.
 
     Paths are prepared one after the other (one float model built at a time), then timed in
@@ -177,8 +202,12 @@ def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", ba
     for r in rows:
         r.pop("outputs", None)
     result = {
-        "model": model_id, "device": device, "batch_size": batch_size, "weights": f"random seed {seed}",
-        "fidelity_images": fidelity_images, "torch_threads": torch.get_num_threads(),
+        "model": model_id,
+        "device": device,
+        "batch_size": batch_size,
+        "weights": f"random seed {seed}",
+        "fidelity_images": fidelity_images,
+        "torch_threads": torch.get_num_threads(),
         "timing": f"interleaved blocks of {block} iterations after a warm-up; median of all samples",
         "rows": rows,
     }
@@ -188,12 +217,17 @@ def bench_bnb(model_id: str = "vit-base-224-production", device: str = "cpu", ba
 
 def _print(result: dict[str, Any], out: Any) -> None:
     mib = 2**20
-    print(f"bitsandbytes vs FP32: {result['model']} on {result['device']}, batch {result['batch_size']}, "
-          f"{result['weights']} weights, fidelity on {result['fidelity_images']} seeded images, "
-          f"{result['torch_threads']} torch threads; {result['timing']}", file=out)
+    print(
+        f"bitsandbytes vs FP32: {result['model']} on {result['device']}, batch {result['batch_size']}, "
+        f"{result['weights']} weights, fidelity on {result['fidelity_images']} seeded images, "
+        f"{result['torch_threads']} torch threads; {result['timing']}",
+        file=out,
+    )
     width = max([11, *(len(r["path"]) for r in result["rows"])])
-    head = (f"{'path':<{width}} {'p50 ms':>9} {'x FP32':>7} {'min ms':>9} {'x FP32':>7} {'weights MiB':>12} "
-            f"{'x FP32':>7} {'target':>8} {'cosine':>8} {'min cos':>8} {'top1':>5}  replaced / float")
+    head = (
+        f"{'path':<{width}} {'p50 ms':>9} {'x FP32':>7} {'min ms':>9} {'x FP32':>7} {'weights MiB':>12} "
+        f"{'x FP32':>7} {'target':>8} {'cosine':>8} {'min cos':>8} {'top1':>5}  replaced / float"
+    )
     print(head, file=out)
     for r in result["rows"]:
         if r["status"] != "ok":
@@ -222,9 +256,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5.0, help="minimum timed duration per path")
-    ap.add_argument("--paths", default=None,
-                    help="comma-separated PATH or PATH:KEY=VALUE[;KEY=VALUE] rows (default: "
-                    f"{','.join(DEFAULT_PATHS)}, plus {','.join(CPU_VARIANTS)} on cpu)")
+    ap.add_argument(
+        "--paths",
+        default=None,
+        help="comma-separated PATH or PATH:KEY=VALUE[;KEY=VALUE] rows (default: "
+        f"{','.join(DEFAULT_PATHS)}, plus {','.join(CPU_VARIANTS)} on cpu)",
+    )
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     paths = None if args.paths is None else tuple(p for p in args.paths.split(",") if p)

@@ -1,4 +1,4 @@
-"""The ONNX/INT8 benchmark behind the issue's targets (``python -m kit.bench_onnx``).
+"""The ONNX/INT8 benchmark behind the issue's targets (``python -m kit.bench.onnx``).
 
 1. ViT-B/16 (vit-base-224-production), batch 1, CPU, one run through the library runner:
    torch FP32, ORT FP32 and every INT8 method; p50s, ratios to ORT FP32 and torch FP32,
@@ -28,8 +28,8 @@ TARGET_SIZE_RATIO = 0.27
 
 
 def timing_table(model: str, out: Path, profile: str, executor: str = "process") -> list[dict[str, Any]]:
-    """CPU rows of `kit.compare_int8` for ``model`` (the runner, resumable under ``out``)."""
-    from kit.compare_int8 import run_comparison, write_outputs
+    """CPU rows of `kit.compare.int8` for ``model`` (the runner, resumable under ``out``)."""
+    from kit.compare.int8 import run_comparison, write_outputs
 
     table = run_comparison(model, ["cpu"], out, profile=profile, executor_name=executor)
     write_outputs(model, 1, table, out)
@@ -45,8 +45,10 @@ def print_timing(model: str, table: list[dict[str, Any]]) -> dict[str, Any]:
     ort_fp32 = rows.get("ort-fp32", {}).get("p50_ms")
     torch_fp32 = rows.get("torch-fp32", {}).get("p50_ms")
     print(f"\n== {model}, batch 1, CPU ==")
-    print(f"{'path':22} {'p50 ms':>9} {'p99 ms':>9} {'x ORT FP32':>11} {'x torch FP32':>13} {'size MB':>9} "
-          f"{'cosine':>9}  status")
+    print(
+        f"{'path':22} {'p50 ms':>9} {'p99 ms':>9} {'x ORT FP32':>11} {'x torch FP32':>13} {'size MB':>9} "
+        f"{'cosine':>9}  status"
+    )
     best: tuple[float, str] | None = None
     for path, r in rows.items():
         if r["status"] != "ok":
@@ -56,8 +58,10 @@ def print_timing(model: str, table: list[dict[str, Any]]) -> dict[str, Any]:
         x_torch = torch_fp32 / r["p50_ms"] if torch_fp32 else None
         if "int8" in path and x_ort and (best is None or x_ort > best[0]):
             best = (x_ort, path)
-        print(f"{path:22} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {_x(x_ort):>11} {_x(x_torch):>13} "
-              f"{r['size_mb'] or 0:9.1f} {r['cosine'] or 0:9.5f}  ok")
+        print(
+            f"{path:22} {r['p50_ms']:9.2f} {r['p99_ms']:9.2f} {_x(x_ort):>11} {_x(x_torch):>13} "
+            f"{r['size_mb'] or 0:9.1f} {r['cosine'] or 0:9.5f}  ok"
+        )
     return {"best_int8": best}
 
 
@@ -68,8 +72,11 @@ def _x(value: float | None) -> str:
 def size_ratios(table: list[dict[str, Any]]) -> dict[str, float]:
     rows = _by_path(table)
     base = rows.get("ort-fp32", {}).get("size_mb")
-    return {p: rows[p]["size_mb"] / base for p in ("ort-int8-dynamic", "ort-int8-static-qdq")
-            if base and rows.get(p, {}).get("size_mb")}
+    return {
+        p: rows[p]["size_mb"] / base
+        for p in ("ort-int8-dynamic", "ort-int8-static-qdq")
+        if base and rows.get(p, {}).get("size_mb")
+    }
 
 
 # --------------------------------------------------------------------------- fidelity sweep
@@ -91,8 +98,16 @@ def static_fidelity(model_id: str, cache_dir: str, weights: str = "random", seed
         reference = output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
     del model
     with tempfile.TemporaryDirectory() as work:
-        ctx = PrepareContext(spec, "cpu", 1, lambda: build_model(spec, weights=weights, seed=seed)[0], work,
-                             cache_dir, weights_fingerprint(spec, weights, seed), {})
+        ctx = PrepareContext(
+            spec,
+            "cpu",
+            1,
+            lambda: build_model(spec, weights=weights, seed=seed)[0],
+            work,
+            cache_dir,
+            weights_fingerprint(spec, weights, seed),
+            {},
+        )
         prepared = get_path("ort-int8-static-qdq").prepare(ctx)
         candidate = prepared.run(pixels)
         details = prepared.details
@@ -125,8 +140,10 @@ def fidelity_sweep(models: list[str], cache_dir: Path, executor: str = "process"
             print(f"{model:32} FAILED: {r['error']}")
             continue
         verdict = "ok" if r["cosine"] >= TARGET_COSINE and r["finite"] and not r["all_zero"] else "BELOW TARGET"
-        print(f"{model:32} cosine {r['cosine']:.5f} (worst image {r['cosine_min']:.5f}) top-1 "
-              f"{_opt(r['top1_agreement'])} size {r['size_ratio']:.3f}x peak RSS {r['peak_rss_gb']:.1f} GB  {verdict}")
+        print(
+            f"{model:32} cosine {r['cosine']:.5f} (worst image {r['cosine_min']:.5f}) top-1 "
+            f"{_opt(r['top1_agreement'])} size {r['size_ratio']:.3f}x peak RSS {r['peak_rss_gb']:.1f} GB  {verdict}"
+        )
     runner.close()
     return results
 
@@ -191,8 +208,12 @@ def print_profiles(model: str, directory: Path) -> dict[str, list[tuple[str, flo
 # --------------------------------------------------------------------------- entry point
 
 
-def bench_onnx(out: str | Path = "results/bench-onnx", profile: str = "full",
-               fidelity_models: list[str] | None = None, executor: str = "process") -> dict[str, Any]:
+def bench_onnx(
+    out: str | Path = "results/bench-onnx",
+    profile: str = "full",
+    fidelity_models: list[str] | None = None,
+    executor: str = "process",
+) -> dict[str, Any]:
     """Run the three parts and print the figures; returns them as a dict (also bench-onnx.json)."""
     out = Path(out)
     summary: dict[str, Any] = {}
@@ -215,8 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/bench-onnx")
     parser.add_argument("--profile", default="full")
-    parser.add_argument("--models", default=None, help="comma-separated models for the fidelity sweep "
-                        "(default: every ViT-family model; 'none' to skip)")
+    parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated models for the fidelity sweep (default: every ViT-family model; 'none' to skip)",
+    )
     parser.add_argument("--executor", default="process", choices=["process", "inline"])
     args = parser.parse_args(argv)
     models = None if args.models is None else [m for m in args.models.split(",") if m and m != "none"]

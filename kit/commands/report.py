@@ -10,14 +10,35 @@ DEFAULT_RESULTS = Path("results") / "latest"
 
 
 @click.command("report")
-@click.option("--results", "results_dir", type=click.Path(path_type=Path), default=DEFAULT_RESULTS,
-              show_default=True, help="Results directory (the one holding cells/).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Where report.md and its PNGs go [default: <results>/report].")
-@click.option("--verdicts", "verdicts_file", type=click.Path(path_type=Path), default=None,
-              help="validate's JSON [default: <results>/verdicts.json].")
-@click.option("--findings", "findings_file", type=click.Path(path_type=Path), default=None,
-              help="audit's JSON [default: <results>/findings.json, else <results>/../findings.json].")
+@click.option(
+    "--results",
+    "results_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_RESULTS,
+    show_default=True,
+    help="Results directory (the one holding cells/).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where report.md and its PNGs go [default: <results>/report].",
+)
+@click.option(
+    "--verdicts",
+    "verdicts_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="validate's JSON [default: <results>/verdicts.json].",
+)
+@click.option(
+    "--findings",
+    "findings_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="audit's JSON [default: <results>/findings.json, else <results>/../findings.json].",
+)
 def report(results_dir: Path, out_dir: Path | None, verdicts_file: Path | None, findings_file: Path | None) -> None:
     """Write report.md with its figures: environment, measured matrix, claims and verdicts, findings."""
     from kit.report.markdown import build_report

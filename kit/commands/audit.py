@@ -31,8 +31,9 @@ FINDINGS_SCHEMA = "findings.schema.json"
 
 
 def _schemas_dir() -> Path:
-    override = os.environ.get("QKIT_SCHEMAS")
-    return Path(override) if override else Path(__file__).resolve().parents[3] / "schemas"
+    from kit.documents import schemas_dir
+
+    return schemas_dir()
 
 
 def findings_document(findings: Sequence[Finding], study: Study, expected_dir: str) -> dict[str, Any]:
@@ -92,8 +93,7 @@ def render_table(findings: Sequence[Finding], width: int | None = None) -> str:
         lines.append(f"{f.severity:<8}  {f.rule:<{rule_w}}  {msg[0]}")
         lines += [indent + m for m in msg[1:]]
         for label, text in (("evidence", f.evidence), ("claims", _claims_text(f))):
-            wrapped = textwrap.wrap(f"{label}: {text}", body_w, subsequent_indent="  ",
-                                    break_on_hyphens=False) or []
+            wrapped = textwrap.wrap(f"{label}: {text}", body_w, subsequent_indent="  ", break_on_hyphens=False) or []
             lines += [indent + w for w in wrapped[:6]]
             if len(wrapped) > 6:
                 lines.append(indent + "  ... (see --json)")
@@ -111,8 +111,10 @@ def _claims_text(f: Finding) -> str:
 def summary_line(findings: Sequence[Finding], study: Study, rules_run: int) -> str:
     c = counts(findings)
     by = ", ".join(f"{c[s]} {s}" for s in SEVERITIES)
-    return (f"audit: {len(findings)} findings ({by}) from {rules_run} rules over {len(study.claims)} claims "
-            f"in {len(study.files)} files")
+    return (
+        f"audit: {len(findings)} findings ({by}) from {rules_run} rules over {len(study.claims)} claims "
+        f"in {len(study.files)} files"
+    )
 
 
 def _bad(message: str) -> None:
@@ -121,10 +123,20 @@ def _bad(message: str) -> None:
 
 
 @click.command("audit")
-@click.option("--expected", "expected_dir", type=click.Path(path_type=Path), default=None,
-              help="Directory of claim files [default: the repository's expected/].")
-@click.option("--json", "json_file", type=click.Path(path_type=Path), default=None,
-              help="Also write the findings here (checked by schemas/findings.schema.json).")
+@click.option(
+    "--expected",
+    "expected_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of claim files [default: the repository's expected/].",
+)
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write the findings here (checked by schemas/findings.schema.json).",
+)
 def audit(expected_dir: Path | None, json_file: Path | None) -> None:
     """Check the published claims against each other, the model configs and the GPU's data sheet.
 
@@ -155,5 +167,3 @@ def audit(expected_dir: Path | None, json_file: Path | None) -> None:
             _bad(f"cannot write {json_file}: {exc.strerror or exc}")
         click.echo(f"findings: {json_file}")
     raise SystemExit(1 if counts(findings)["error"] else 0)
-
-

@@ -12,7 +12,7 @@ Spine benchmarks:
 - ``run``: wall time and peak RSS of the latest ``make reproduce`` (from its documents), and the
   achieved fraction of the card's peak of every CUDA cell in it.
 
-Family benchmarks (``kit.bench_onnx``, ``kit.bench_bnb``, ``kit.bench_gpu``, ``kit.run.ray_executor``)
+Family benchmarks (``kit.bench.onnx``, ``kit.bench.bnb``, ``kit.bench.gpu``, ``kit.run.ray_executor``)
 join when their module imports; ``gpu`` prints "skipped" with the reason where there is no CUDA.
 """
 
@@ -62,8 +62,10 @@ def bench_timer() -> dict[str, Any]:
         theirs.append(timer.blocked_autorange(min_run_time=8.0).median * 1e3)
     q, t = statistics.median(ours), statistics.median(theirs)
     ratio = q / t
-    print(f"[timer] {BENCH_MODEL} fp32 cpu bs1: qkit p50 {q:.2f} ms, blocked_autorange median {t:.2f} ms, "
-          f"ratio {ratio:.3f} (target within 3%: {_verdict(abs(ratio - 1) <= 0.03)})")
+    print(
+        f"[timer] {BENCH_MODEL} fp32 cpu bs1: qkit p50 {q:.2f} ms, blocked_autorange median {t:.2f} ms, "
+        f"ratio {ratio:.3f} (target within 3%: {_verdict(abs(ratio - 1) <= 0.03)})"
+    )
     return {"qkit_p50_ms": q, "torch_benchmark_median_ms": t, "ratio": ratio, "runs": {"qkit": ours, "torch": theirs}}
 
 
@@ -73,8 +75,9 @@ def bench_overhead() -> dict[str, Any]:
     def empty() -> None:
         return None
 
-    cfg = LatencyConfig(warmup_iterations=1000, warmup_s=0.0, min_iterations=10_000, min_duration_s=0.0,
-                        max_iterations=10_000)
+    cfg = LatencyConfig(
+        warmup_iterations=1000, warmup_s=0.0, min_iterations=10_000, min_duration_s=0.0, max_iterations=10_000
+    )
     result = LatencyTracker(cfg).run(empty)
     per_iter_us = result.duration_s / len(result.samples_ms) * 1e6
     # The loop's own cost = wall per iteration minus the callable's cost (a bare call, timed apart).
@@ -84,9 +87,11 @@ def bench_overhead() -> dict[str, Any]:
         empty()
     bare_us = (time.perf_counter_ns() - t0) / n / 1e3
     overhead = per_iter_us - bare_us
-    print(f"[overhead] tracker wall per iteration {per_iter_us:.3f} us, bare call {bare_us:.3f} us, "
-          f"overhead {overhead:.3f} us (target < 2 us: {_verdict(overhead < 2.0)}); "
-          f"median sample {result.stats['p50'] * 1e3:.3f} us")
+    print(
+        f"[overhead] tracker wall per iteration {per_iter_us:.3f} us, bare call {bare_us:.3f} us, "
+        f"overhead {overhead:.3f} us (target < 2 us: {_verdict(overhead < 2.0)}); "
+        f"median sample {result.stats['p50'] * 1e3:.3f} us"
+    )
     return {"per_iteration_us": per_iter_us, "bare_call_us": bare_us, "overhead_us": overhead}
 
 
@@ -109,8 +114,10 @@ def bench_child() -> dict[str, Any]:
                 medians[name].append(doc["latency"]["p50"])
     p, i = statistics.median(medians["process"]), statistics.median(medians["inline"])
     ratio = p / i
-    print(f"[child] {BENCH_MODEL} fp32 cpu bs1: child-process p50 {p:.2f} ms, in-process p50 {i:.2f} ms, "
-          f"ratio {ratio:.3f} (target within 5%: {_verdict(abs(ratio - 1) <= 0.05)})")
+    print(
+        f"[child] {BENCH_MODEL} fp32 cpu bs1: child-process p50 {p:.2f} ms, in-process p50 {i:.2f} ms, "
+        f"ratio {ratio:.3f} (target within 5%: {_verdict(abs(ratio - 1) <= 0.05)})"
+    )
     return {"process_p50_ms": p, "inline_p50_ms": i, "ratio": ratio, "runs": medians}
 
 
@@ -141,11 +148,13 @@ def _run_cpu(results: Path, cpu_docs: list[dict[str, Any]]) -> dict[str, Any]:
     slowest = sorted(measured, key=lambda d: -d.get("duration_s", 0))[:5]
     paths = sorted({d["cell"]["path"] for d in measured})
     wall_s = (_dt.datetime.fromisoformat(ends[-1]) - _dt.datetime.fromisoformat(starts[0])).total_seconds()
-    print(f"[run] {results}: {len(cpu_docs)} CPU cells ({len(measured)} measured) over paths {', '.join(paths)}; "
-          f"sum of cell times {total_s / 60:.1f} min; wall from first start to last end {wall_s / 60:.1f} min "
-          f"(target <= 30 min for the full 16-model CPU matrix: "
-          f"{_verdict(wall_s <= 30 * 60) if len(cpu_docs) >= FULL_CPU_MATRIX_CELLS else 'n/a, not the full matrix'}); "
-          f"peak RSS of any cell {peak / 1024:.2f} GiB (target < 16 GiB: {_verdict(peak < 16 * 1024)})")
+    print(
+        f"[run] {results}: {len(cpu_docs)} CPU cells ({len(measured)} measured) over paths {', '.join(paths)}; "
+        f"sum of cell times {total_s / 60:.1f} min; wall from first start to last end {wall_s / 60:.1f} min "
+        f"(target <= 30 min for the full 16-model CPU matrix: "
+        f"{_verdict(wall_s <= 30 * 60) if len(cpu_docs) >= FULL_CPU_MATRIX_CELLS else 'n/a, not the full matrix'}); "
+        f"peak RSS of any cell {peak / 1024:.2f} GiB (target < 16 GiB: {_verdict(peak < 16 * 1024)})"
+    )
     for d in slowest:
         c = d["cell"]
         print(f"      slowest: {c['model']} {c['path']}: {d['duration_s']:.0f} s")
@@ -164,11 +173,22 @@ def _run_cuda(results: Path, cuda_docs: list[dict[str, Any]]) -> list[dict[str, 
     for d in sorted(measured, key=lambda d: (d["cell"]["model"], d["cell"]["path"], d["cell"]["batch_size"])):
         c, comp = d["cell"], d.get("compute") or {}
         rate, frac = comp.get("achieved_tflops"), comp.get("fraction_of_peak")
-        rows.append({"model": c["model"], "path": c["path"], "batch_size": c["batch_size"],
-                     "achieved_tflops": rate, "fraction_of_peak": frac, "peak_kind": comp.get("peak_kind")})
+        rows.append(
+            {
+                "model": c["model"],
+                "path": c["path"],
+                "batch_size": c["batch_size"],
+                "achieved_tflops": rate,
+                "fraction_of_peak": frac,
+                "peak_kind": comp.get("peak_kind"),
+            }
+        )
         text = "no FLOP count" if rate is None else f"{rate:.1f} TFLOP/s"
-        text += f" = {frac:.1%} of {comp.get('peak_kind')}" if frac is not None else (
-            f" ({comp.get('reason') or 'no peak'})" if rate is not None else "")
+        text += (
+            f" = {frac:.1%} of {comp.get('peak_kind')}"
+            if frac is not None
+            else (f" ({comp.get('reason') or 'no peak'})" if rate is not None else "")
+        )
         print(f"      {c['model']} {c['path']} bs{c['batch_size']}: {text}")
     return rows
 
@@ -181,10 +201,10 @@ BENCHES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 # Families contribute their own benchmarks where they exist (module, function).
 OPTIONAL_BENCHES = {
-    "onnx": ("kit.bench_onnx", "bench_onnx"),
-    "bnb": ("kit.paths.bnb", "bench_bnb"),
-    "gpu": ("kit.bench_gpu", "bench_gpu"),
-    "ray": ("kit.run.ray_executor", "bench_ray"),
+    "onnx": ("kit.bench.onnx", "bench_onnx"),
+    "bnb": ("kit.bench.bnb", "bench_bnb"),
+    "gpu": ("kit.bench.gpu", "bench_gpu"),
+    "ray": ("kit.bench.ray", "bench_ray"),
 }
 
 

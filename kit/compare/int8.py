@@ -123,8 +123,14 @@ def run_comparison(
             options = dict(path_options or {})
             if group != "default":
                 options["provider"] = group
-            opts = RunOptions(out_dir=str(group_dir(out, group)), profile=profile, weights=weights, seed=seed,
-                              path_options=options, command=_command_line())
+            opts = RunOptions(
+                out_dir=str(group_dir(out, group)),
+                profile=profile,
+                weights=weights,
+                seed=seed,
+                path_options=options,
+                command=_command_line(),
+            )
             cells = [Cell(model, r.path, r.device, batch_size) for r in members]
             reproduce(cells, opts, executor, force=force, on_cell=_progress)
             docs.update(_load_group(group_dir(out, group), members, model, batch_size))
@@ -139,7 +145,7 @@ def _progress(cell: Any, doc: dict[str, Any]) -> None:
 
 
 def _load_group(directory: Path, members: list[Row], model: str, batch_size: int) -> dict[Row, dict[str, Any]]:
-    from kit.results.schema import SchemaError
+    from kit.documents import DocumentError
     from kit.results.store import Cell, cell_file, read_result
 
     found: dict[Row, dict[str, Any]] = {}
@@ -147,7 +153,7 @@ def _load_group(directory: Path, members: list[Row], model: str, batch_size: int
         file = cell_file(directory, Cell(model, row.path, row.device, batch_size))
         try:
             found[row] = read_result(file)
-        except SchemaError as exc:
+        except DocumentError as exc:
             found[row] = {"status": "failed", "reason": f"{file}: {exc}"}
     return found
 
@@ -187,8 +193,15 @@ def build_table(rows: list[Row], docs: dict[Row, dict[str, Any]], known: set[str
     for row in rows:
         doc = docs.get(row)
         if row.path not in known:
-            entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, "skipped",
-                             f"path {row.path} is not available in this build of the kit (module not installed)")
+            entry = TableRow(
+                row.label(),
+                row.path,
+                row.device,
+                row.provider,
+                row.role,
+                "skipped",
+                f"path {row.path} is not available in this build of the kit (module not installed)",
+            )
         elif doc is None:
             entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, "skipped", "not run")
         else:
@@ -200,8 +213,9 @@ def build_table(rows: list[Row], docs: dict[Row, dict[str, Any]], known: set[str
 
 
 def _entry(row: Row, doc: dict[str, Any]) -> TableRow:
-    entry = TableRow(row.label(), row.path, row.device, row.provider, row.role, doc.get("status", "failed"),
-                     doc.get("reason"))
+    entry = TableRow(
+        row.label(), row.path, row.device, row.provider, row.role, doc.get("status", "failed"), doc.get("reason")
+    )
     info = doc.get("path_info") or {}
     entry.provider = info.get("execution_provider") or row.provider
     if entry.status != "ok":
@@ -247,8 +261,10 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def markdown_table(model: str, batch_size: int, table: list[dict[str, Any]]) -> str:
     """The comparison as a markdown table, then one line per row that did not run."""
-    head = ("| method [device/provider] | provider used | p50 ms | p99 ms | speedup vs FP32 "
-            "(same runtime) | vs torch-fp32 | size MB | size vs FP32 | cosine | max abs err | top-1 | notes |")
+    head = (
+        "| method [device/provider] | provider used | p50 ms | p99 ms | speedup vs FP32 "
+        "(same runtime) | vs torch-fp32 | size MB | size vs FP32 | cosine | max abs err | top-1 | notes |"
+    )
     lines = [f"# INT8 vs FP32: {model}, batch {batch_size}", "", head, "|" + "---|" * 12]
     for r in table:
         if r["status"] != "ok":
@@ -264,9 +280,12 @@ def markdown_table(model: str, batch_size: int, table: list[dict[str, Any]]) -> 
     if not_run:
         lines += ["", "Rows that did not run:", ""]
         lines += [f"- {r['label']}: {r['status']}: {r['reason']}" for r in not_run]
-    lines += ["", "Speedup = FP32 p50 / this row's p50, FP32 of the same runtime, device and provider "
-              "(torch rows: torch-fp32; ORT rows: ort-fp32). Fidelity against torch-fp32 on CPU, same weights "
-              "and seeded inputs. Size: the serialized model each row loads."]
+    lines += [
+        "",
+        "Speedup = FP32 p50 / this row's p50, FP32 of the same runtime, device and provider "
+        "(torch rows: torch-fp32; ORT rows: ort-fp32). Fidelity against torch-fp32 on CPU, same weights "
+        "and seeded inputs. Size: the serialized model each row loads.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -293,8 +312,16 @@ def plot_chart(model: str, batch_size: int, table: list[dict[str, Any]], target:
     # Rows can differ by 100x (a tiny model, a GPU beside a CPU): a log axis keeps every bar visible.
     log = max(p99) / min(p50) > 20
     left = min(p50) / 3 if log else 0.0
-    ax.barh(ys, [v - left for v in p50], left=left, xerr=[[0.0] * len(ok), [b - a for a, b in zip(p50, p99)]],
-            color=[colours[_group_name(r)] for r in ok], capsize=3, edgecolor="black", linewidth=0.5)
+    ax.barh(
+        ys,
+        [v - left for v in p50],
+        left=left,
+        xerr=[[0.0] * len(ok), [b - a for a, b in zip(p50, p99)]],
+        color=[colours[_group_name(r)] for r in ok],
+        capsize=3,
+        edgecolor="black",
+        linewidth=0.5,
+    )
     for y, r, end in zip(ys, ok, p99):
         ax.text(end, y, "  " + _bar_note(r), va="center", fontsize=8)
     ax.set_yticks(ys)
@@ -302,10 +329,17 @@ def plot_chart(model: str, batch_size: int, table: list[dict[str, Any]], target:
     ax.set_xlabel("latency per batch (ms): bar = p50, whisker = p99" + (", log scale" if log else ""))
     ax.set_ylabel("method [device/provider]")
     skipped = len(table) - len(ok)
-    ax.set_title(f"INT8 vs FP32 latency: {model}, batch {batch_size}"
-                 + (f" ({skipped} rows did not run; see the table)" if skipped else ""))
-    ax.legend(handles=[Patch(color=colours[g], label=g) for g in groups], title="device / runtime",
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.set_title(
+        f"INT8 vs FP32 latency: {model}, batch {batch_size}"
+        + (f" ({skipped} rows did not run; see the table)" if skipped else "")
+    )
+    ax.legend(
+        handles=[Patch(color=colours[g], label=g) for g in groups],
+        title="device / runtime",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+    )
     if log:
         ax.set_xscale("log")
         ax.set_xlim(left, max(p99) * 8)
@@ -335,74 +369,9 @@ def _bar_note(r: dict[str, Any]) -> str:
 def write_outputs(model: str, batch_size: int, table: list[dict[str, Any]], out: Path) -> dict[str, Path | None]:
     out.mkdir(parents=True, exist_ok=True)
     (out / TABLE_FILE).write_text(markdown_table(model, batch_size, table))
-    (out / JSON_FILE).write_text(json.dumps({"model": model, "batch_size": batch_size, "rows": table},
-                                            indent=1, allow_nan=False, default=str) + "\n")
+    (out / JSON_FILE).write_text(
+        json.dumps({"model": model, "batch_size": batch_size, "rows": table}, indent=1, allow_nan=False, default=str)
+        + "\n"
+    )
     chart = plot_chart(model, batch_size, table, out / CHART_FILE)
     return {"table": out / TABLE_FILE, "json": out / JSON_FILE, "chart": chart}
-
-
-# --------------------------------------------------------------------------- command
-
-
-class _BadInput(click.ClickException):
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"qkit: error: {self.format_message()}", err=True)
-
-
-def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise _BadInput(f"--option takes KEY=VALUE, got {item!r}")
-        opts[key] = raw
-    return opts
-
-
-def _check_inputs(model: str, devices: list[str], profile: str, calibration: str | None) -> None:
-    from kit.models.registry import get_model
-    from kit.paths.base import DEVICES
-    from kit.run.profiles import PROFILES
-
-    try:
-        get_model(model)
-    except KeyError as exc:
-        raise _BadInput(str(exc).strip("'\"")) from None
-    bad = [d for d in devices if d not in DEVICES]
-    if bad or not devices:
-        raise _BadInput(f"unknown device(s) {', '.join(bad) or '(none)'}; valid devices: {', '.join(DEVICES)}")
-    if profile not in PROFILES:
-        raise _BadInput(f"unknown profile {profile!r}; valid profiles: {', '.join(PROFILES)}")
-    if calibration and not Path(calibration).is_dir():
-        raise _BadInput(f"--calibration {calibration}: not a directory")
-
-
-@click.command("compare-int8")
-@click.option("--model", required=True, help="Model id (qkit models).")
-@click.option("--devices", default="cpu,cuda", show_default=True, help="Comma-separated devices.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Result directory (default results/compare-int8/<model>).")
-@click.option("--profile", default="full", show_default=True, help="quick | full | study")
-@click.option("--batch-size", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--weights", default="random", show_default=True, help="random | hub | a local checkpoint directory")
-@click.option("--calibration", default=None, help="Image folder for static INT8 calibration (else synthetic).")
-@click.option("--option", "options", multiple=True, help="Path option KEY=VALUE (repeatable).")
-@click.option("--executor", default="process", show_default=True, type=click.Choice(["process", "inline"]),
-              help="Where cells run: a child process each (default), or this process.")
-@click.option("--force", is_flag=True, help="Measure again cells already in --out.")
-def compare_int8(model: str, devices: str, out: Path | None, profile: str, batch_size: int, weights: str,
-                 calibration: str | None, options: tuple[str, ...], executor: str, force: bool) -> None:
-    """FP32 and every INT8 method side by side: latency, speedup, size, fidelity, provider."""
-    device_list = [d for d in devices.replace(",", " ").split() if d]
-    _check_inputs(model, device_list, profile, calibration)
-    path_options = _parse_options(options)
-    if calibration:
-        path_options["calibration_dir"] = str(Path(calibration).resolve())
-    out = out or Path("results") / "compare-int8" / model
-    table = run_comparison(model, device_list, out, profile=profile, batch_size=batch_size, weights=weights,
-                           path_options=path_options, executor_name=executor, force=force)
-    files = write_outputs(model, batch_size, table, out)
-    click.echo(markdown_table(model, batch_size, table))
-    click.echo(f"table: {files['table']}\nchart: {files['chart'] or '(no row ran: no chart)'}\njson: {files['json']}")

@@ -4,13 +4,13 @@
   (FLOPs counted once with ``torch.utils.flop_counter``) against the card's dense FP16 tensor
   peak from ``kit.claims.audit.gpus``. Target: >= 50% of peak.
 - ``bnb``: bitsandbytes LLM.int8 and NF4 against FP32 on ViT-B/16, batch 1, on CUDA
-  (`kit.bench_bnb`): latency ratio, weight-bytes ratio, fidelity.
+  (`kit.bench.bnb`): latency ratio, weight-bytes ratio, fidelity.
 
 Where torch sees no CUDA device, each part prints ``skipped`` with the reason and returns it: no
 figure is made up. Weights are the kit's seeded random ones; neither latency nor bytes depend on
 their values.
 
-    python -m kit.bench_gpu [--model ID] [--batch N] [--seconds S]
+    python -m kit.bench.gpu [--model ID] [--batch N] [--seconds S]
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ def _cuda_status() -> tuple[bool, str]:
     return cuda_available()
 
 
-def bench_fp16_peak(model_id: str = FP16_PEAK_MODEL, batch_size: int = FP16_PEAK_BATCH, seconds: float = 5.0,
-                    seed: int = 0, out: Any = None) -> dict[str, Any]:
+def bench_fp16_peak(
+    model_id: str = FP16_PEAK_MODEL,
+    batch_size: int = FP16_PEAK_BATCH,
+    seconds: float = 5.0,
+    seed: int = 0,
+    out: Any = None,
+) -> dict[str, Any]:
     """Achieved FP16 TFLOP/s of ``model_id`` at ``batch_size`` against the card's dense FP16 peak."""
     out = out or sys.stdout
     label = f"[gpu] torch-fp16 {model_id} batch {batch_size}"
@@ -54,9 +59,13 @@ def bench_fp16_peak(model_id: str = FP16_PEAK_MODEL, batch_size: int = FP16_PEAK
     spec = get_model(model_id)
     with tempfile.TemporaryDirectory(prefix="qkit-bench-gpu-") as work:
         ctx = PrepareContext(
-            spec=spec, device="cuda", batch_size=batch_size,
+            spec=spec,
+            device="cuda",
+            batch_size=batch_size,
             build_float_model=lambda: build_model(spec, weights="random", seed=seed)[0],
-            work_dir=work, cache_dir=work, weights_fingerprint=f"random-{seed}",
+            work_dir=work,
+            cache_dir=work,
+            weights_fingerprint=f"random-{seed}",
         )
         prepared = None
         try:
@@ -65,8 +74,15 @@ def bench_fp16_peak(model_id: str = FP16_PEAK_MODEL, batch_size: int = FP16_PEAK
             cfg = LatencyConfig(warmup_iterations=10, warmup_s=2.0, min_iterations=30, min_duration_s=seconds)
             timed = LatencyTracker(cfg, device="cuda", seed=seed).run(call)
             section = compute_section(
-                spec, None, batch_size, timed.stats["p50"], torch.cuda.get_device_name(),
-                path="torch-fp16", details=prepared.details, math=math_settings(), cache_dir=work,
+                spec,
+                None,
+                batch_size,
+                timed.stats["p50"],
+                torch.cuda.get_device_name(),
+                path="torch-fp16",
+                details=prepared.details,
+                math=math_settings(),
+                cache_dir=work,
             )
         except torch.cuda.OutOfMemoryError as exc:
             reason = f"CUDA out of memory at batch {batch_size}: {str(exc).splitlines()[0]}"
@@ -83,15 +99,24 @@ def bench_fp16_peak(model_id: str = FP16_PEAK_MODEL, batch_size: int = FP16_PEAK
         f"{label} on {section['gpu']}: p50 {timed.stats['p50']:.2f} ms ({timed.timer}, {len(timed.samples_ms)} "
         f"iterations), {section['gflops_per_forward']:.0f} GFLOP per forward, achieved "
         f"{section['achieved_tflops']:.1f} TFLOP/s"
-        + (f" = {fraction:.1%} of {peak:.1f} ({section['peak_kind']}, {section['gpu_table_entry']})"
-           if fraction is not None else f" ({section.get('reason')})")
+        + (
+            f" = {fraction:.1%} of {peak:.1f} ({section['peak_kind']}, {section['gpu_table_entry']})"
+            if fraction is not None
+            else f" ({section.get('reason')})"
+        )
         + f"; target >= {TARGET_FRACTION:.0%}: {verdict}",
         file=out,
     )
     return {
-        "status": "ok", "model": model_id, "batch_size": batch_size, "p50_ms": timed.stats["p50"],
-        "timer": timed.timer, "iterations": len(timed.samples_ms), "compute": section,
-        "target_fraction": TARGET_FRACTION, "target_met": met,
+        "status": "ok",
+        "model": model_id,
+        "batch_size": batch_size,
+        "p50_ms": timed.stats["p50"],
+        "timer": timed.timer,
+        "iterations": len(timed.samples_ms),
+        "compute": section,
+        "target_fraction": TARGET_FRACTION,
+        "target_met": met,
     }
 
 
@@ -104,7 +129,7 @@ def bench_gpu(out: Any = None) -> dict[str, Any]:
         print(f"[gpu] bitsandbytes vs FP32 on CUDA: skipped: {why}", file=out)
         figures["bnb"] = {"status": "skipped", "reason": why}
     else:
-        from kit.bench_bnb import bench_bnb
+        from kit.bench.bnb import bench_bnb
 
         figures["bnb"] = bench_bnb(device="cuda", out=out)
     return figures

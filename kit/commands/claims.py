@@ -16,18 +16,10 @@ from typing import Any
 import click
 
 from kit.claims.load import ClaimsError, ClaimSet, default_expected_dir, load_claims
+from kit.errors import BadInput
 
 DEFAULT_RESULTS = Path("results") / "latest"
 DEFAULT_ACCURACY_PATHS = ("torch-fp32", "torch-int8-dynamic")
-
-
-class BadInput(click.ClickException):
-    """One line on stderr, exit 2."""
-
-    exit_code = 2
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"qkit: error: {self.format_message()}", err=True)
 
 
 def _claims_or_exit(expected: Path | None) -> ClaimSet:
@@ -66,8 +58,12 @@ def _claim_line(claim: Any) -> str:
 
 
 @click.command("claims")
-@click.option("--expected", type=click.Path(path_type=Path), default=None,
-              help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).")
+@click.option(
+    "--expected",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).",
+)
 @click.option("--counts", "counts_only", is_flag=True, help="Only the counts per file and class.")
 def claims(expected: Path | None, counts_only: bool) -> None:
     """List the published claims (expected/) with counts per seed file and comparability class."""
@@ -120,13 +116,15 @@ def _print_table(verdicts: list[Any], only: tuple[str, ...]) -> None:
 
 def _machines_line(machines: list[dict[str, Any]]) -> str:
     listed = ", ".join(f"{m['machine']} {m['ok']}/{m['documents']}" for m in machines)
-    return (f"machines: {len(machines)} (ok/all documents: {listed}); claims measured on several are judged on each, "
-            "overall: fail if any fails, pass if all that could judge it pass")
+    return (
+        f"machines: {len(machines)} (ok/all documents: {listed}); claims measured on several are judged on each, "
+        "overall: fail if any fails, pass if all that could judge it pass"
+    )
 
 
 def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
     from kit.claims.validate import verdicts_problem
-    from kit.results.store import atomic_write_text
+    from kit.documents import atomic_write_text
 
     problem = verdicts_problem(doc)
     if problem:  # a bug of ours, not bad input: say so and do not write a file that lies
@@ -138,15 +136,31 @@ def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
 
 
 @click.command("validate")
-@click.option("--results", type=click.Path(path_type=Path), default=None,
-              help="Results directory, searched recursively (default: results/latest, or $QKIT_RESULTS).")
-@click.option("--expected", type=click.Path(path_type=Path), default=None,
-              help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="Also write every verdict to this JSON file (schemas/verdicts.schema.json).")
-@click.option("--only", multiple=True, type=click.Choice(["pass", "fail", "inconclusive", "not-comparable",
-                                                          "not-measured", "unsupported"]),
-              help="Print only claims with these verdicts (the JSON file always has all).")
+@click.option(
+    "--results",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results directory, searched recursively (default: results/latest, or $QKIT_RESULTS).",
+)
+@click.option(
+    "--expected",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write every verdict to this JSON file (schemas/verdicts.schema.json).",
+)
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(["pass", "fail", "inconclusive", "not-comparable", "not-measured", "unsupported"]),
+    help="Print only claims with these verdicts (the JSON file always has all).",
+)
 def validate(results: Path | None, expected: Path | None, json_path: Path | None, only: tuple[str, ...]) -> None:
     """Check every published claim against the results: one verdict per claim; exit 1 if any failed."""
     from kit.claims.validate import machine_list, screen_results, summarize, verdict_document
@@ -161,8 +175,10 @@ def validate(results: Path | None, expected: Path | None, json_path: Path | None
         click.echo(f"rejected result document {name}: {why}")
     verdicts = run_validation(claim_set, screened.results, accuracy=screened.accuracy)
     summary = summarize(verdicts, rejected=len(rejected))
-    click.echo(f"claims: {claim_set.directory}  results: {results_dir} ({len(screened.results)} result, "
-               f"{len(screened.accuracy)} accuracy documents)")
+    click.echo(
+        f"claims: {claim_set.directory}  results: {results_dir} ({len(screened.results)} result, "
+        f"{len(screened.accuracy)} accuracy documents)"
+    )
     machines = machine_list(screened.results)
     if len(machines) > 1:
         click.echo(_machines_line(machines))
@@ -170,9 +186,16 @@ def validate(results: Path | None, expected: Path | None, json_path: Path | None
     click.echo(summary.line())
     if json_path is not None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        doc = verdict_document(verdicts, summary, expected_dir=str(claim_set.directory), results_dir=str(results_dir),
-                               rejected=rejected, generated_utc=stamp, documents=len(docs) + len(unreadable),
-                               machines=machines)
+        doc = verdict_document(
+            verdicts,
+            summary,
+            expected_dir=str(claim_set.directory),
+            results_dir=str(results_dir),
+            rejected=rejected,
+            generated_utc=stamp,
+            documents=len(docs) + len(unreadable),
+            machines=machines,
+        )
         _write_verdicts(json_path, doc)
         click.echo(f"verdicts: {json_path}")
     click.get_current_context().exit(summary.exit_code)
@@ -195,25 +218,51 @@ def _accuracy_line(doc: dict[str, Any], file: Path) -> str:
     if doc["status"] != "ok":
         return f"{head}: {doc['status']} ({doc['reason']}) -> {file}"
     lo1, hi1 = doc["top1_ci95"]
-    return (f"{head}: top-1 {doc['top1_pct']:.2f}% [95% CI {lo1:.2f}-{hi1:.2f}] top-5 {doc['top5_pct']:.2f}% "
-            f"over {doc['images']} images -> {file}")
+    return (
+        f"{head}: top-1 {doc['top1_pct']:.2f}% [95% CI {lo1:.2f}-{hi1:.2f}] top-5 {doc['top5_pct']:.2f}% "
+        f"over {doc['images']} images -> {file}"
+    )
 
 
 @click.command("accuracy")
 @click.option("--model", required=True, help="Study model id, e.g. dinov2-base-2023.")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
-              help="Local checkpoint directory (config.json with id2label, safetensors).")
-@click.option("--dataset", required=True, type=click.Path(path_type=Path),
-              help="Labelled images in ImageFolder layout: DIR/<class>/<image>.")
-@click.option("--paths", "paths_opt", multiple=True,
-              help="Paths to evaluate, comma separated or repeated (default: torch-fp32, torch-int8-dynamic).")
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Local checkpoint directory (config.json with id2label, safetensors).",
+)
+@click.option(
+    "--dataset",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Labelled images in ImageFolder layout: DIR/<class>/<image>.",
+)
+@click.option(
+    "--paths",
+    "paths_opt",
+    multiple=True,
+    help="Paths to evaluate, comma separated or repeated (default: torch-fp32, torch-int8-dynamic).",
+)
 @click.option("--device", default="cpu", show_default=True, type=click.Choice(["cpu", "cuda"]))
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", default=None, type=click.IntRange(min=1), help="Evaluate only the first N images.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Where the accuracy documents go (default: results/latest/accuracy).")
-def accuracy(model: str, weights: Path, dataset: Path, paths_opt: tuple[str, ...], device: str, batch_size: int,
-             limit: int | None, out: Path | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where the accuracy documents go (default: results/latest/accuracy).",
+)
+def accuracy(
+    model: str,
+    weights: Path,
+    dataset: Path,
+    paths_opt: tuple[str, ...],
+    device: str,
+    batch_size: int,
+    limit: int | None,
+    out: Path | None,
+) -> None:
     """Top-1/top-5 accuracy per path on a labelled image folder (for seed 004's accuracy claims)."""
     from kit.claims.accuracy import AccuracyError, run_accuracy, write_accuracy
 

@@ -1,0 +1,1 @@
+"""The kit's own benchmarks (`make bench`): not imported by the library."""

@@ -1,0 +1,1 @@
+"""The click commands, one module per group: thin, they parse, call the library and print."""
