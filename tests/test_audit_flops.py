@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.claims.audit.gpus import GPUS, find_gpu
+from kit.hardware.gpus import GPUS, find_gpu
 from kit.models.flops import UnsupportedArchitecture, forward_flops, model_flops
 from kit.models.registry import MODELS, get_model
 

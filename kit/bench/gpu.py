@@ -2,7 +2,7 @@
 
 - ``fp16_peak``: torch-fp16 ViT-H/14 at batch 32, timed with CUDA events; achieved TFLOP/s
   (FLOPs counted once with ``torch.utils.flop_counter``) against the card's dense FP16 tensor
-  peak from ``kit.claims.audit.gpus``. Target: >= 50% of peak.
+  peak from ``kit.hardware.gpus``. Target: >= 50% of peak.
 - ``bnb``: bitsandbytes LLM.int8 and NF4 against FP32 on ViT-B/16, batch 1, on CUDA
   (`kit.bench.bnb`): latency ratio, weight-bytes ratio, fidelity.
 

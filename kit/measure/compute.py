@@ -9,7 +9,7 @@ across a batch). Counts are cached in ``<cache>/flops.json`` keyed by model id, 
 digest of the architecture, so each model is counted once per machine.
 
 ``achieved = flops per forward / median latency``. The peak is the card's dense rate for the math
-the path actually runs, from ``kit.claims.audit.gpus`` (imported defensively: None where it is
+the path actually runs, from ``kit.hardware.gpus`` (imported defensively: None where it is
 missing or the card is not in it): FP32 cells use the TF32 tensor rate when TF32 matmuls were on,
 FP16/BF16 and 4-bit (dequantized to fp16/bf16) cells the FP16 tensor rate, LLM.int8 and other
 int8 cells the INT8 tensor rate.
@@ -191,7 +191,7 @@ def achieved(flops: float, latency_ms: float) -> float | None:
 
 def _gpu_table() -> Any:
     try:
-        from kit.claims.audit import gpus
+        from kit.hardware import gpus
     except Exception:
         return None
     return gpus if hasattr(gpus, "find_gpu") else None
@@ -245,11 +245,11 @@ def peak_tflops(gpu_name: str | None, cls: str | None) -> dict[str, Any]:
         return out
     table = _gpu_table()
     if table is None:
-        out["reason"] = "kit.claims.audit.gpus not available"
+        out["reason"] = "kit.hardware.gpus not available"
         return out
     spec = table.find_gpu(gpu_name)
     if spec is None:
-        out["reason"] = f"{gpu_name!r} is not in kit.claims.audit.gpus"
+        out["reason"] = f"{gpu_name!r} is not in kit.hardware.gpus"
         return out
     values = {
         "fp32": (getattr(spec, "fp32_tflops", None), "FP32 non-tensor"),

@@ -34,7 +34,7 @@ from kit.claims.audit.engine import (
     path_key,
     rule,
 )
-from kit.claims.audit.gpus import find_gpu
+from kit.hardware.gpus import find_gpu
 
 MIB = 2**20
 MB = 1e6

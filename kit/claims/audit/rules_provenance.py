@@ -253,7 +253,7 @@ def dates(study: Study) -> Iterator[Hit]:
 )
 def release_dates(study: Study) -> Iterator[Hit]:
     """Software or hardware that did not exist yet at the study's stated date."""
-    from kit.claims.audit.gpus import find_gpu
+    from kit.hardware.gpus import find_gpu
 
     stamps: dict[str, list[tuple[AuditClaim, dt.date]]] = defaultdict(list)
     for c in study.metric("timestamp", "date", "last_updated"):
@@ -703,7 +703,7 @@ def _study_gpus(study: Study, group: str) -> list[str]:
 
 
 def _same_gpu(a: str, b: str) -> bool:
-    from kit.claims.audit.gpus import find_gpu
+    from kit.hardware.gpus import find_gpu
 
     ga, gb = find_gpu(a), find_gpu(b)
     if ga and gb:
