@@ -306,10 +306,10 @@ def _cuda_doc(fake_cuda: FakeAllocator, monkeypatch: pytest.MonkeyPatch) -> dict
 def test_cuda_cell_document_passes_the_schema_and_needs_its_gpu_record(
     fake_cuda: FakeAllocator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kit.results.schema import first_error
+    from kit.documents import problem
 
     doc = _cuda_doc(fake_cuda, monkeypatch)
-    assert first_error(doc, "result.schema.json") is None
+    assert problem(doc, "result") is None
     for name, breaks in {
         "no gpu": lambda d: d["environment"].__setitem__("gpu", None),
         "no cuda": lambda d: d["environment"].__setitem__("cuda", None),
@@ -324,12 +324,12 @@ def test_cuda_cell_document_passes_the_schema_and_needs_its_gpu_record(
     }.items():
         bad = copy.deepcopy(doc)
         breaks(bad)
-        assert first_error(bad, "result.schema.json"), f"a CUDA cell with {name} must be refused"
+        assert problem(bad, "result"), f"a CUDA cell with {name} must be refused"
     without_nvml = copy.deepcopy(doc)
     for key in ("driver", "sm_clock_mhz", "mem_clock_mhz", "power_limit_w"):
         without_nvml["environment"]["gpu"].pop(key)
     without_nvml["environment"]["gpu"]["nvml_error"] = "ImportError: No module named 'pynvml'"
-    assert first_error(without_nvml, "result.schema.json") is None  # the reason stands in for the clocks
+    assert problem(without_nvml, "result") is None  # the reason stands in for the clocks
 
 
 # --------------------------------------------------------------------------------- device record and stack checks
@@ -362,7 +362,7 @@ def test_gpu_info_records_the_card_and_its_nvml_figures(
 def test_stack_check_finds_a_driver_older_than_torch_cuda(
     nvml: types.ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kit.measure import stack_check
+    from kit.run import stack_check
 
     monkeypatch.setattr(torch.version, "cuda", "12.1")
     nvml.nvmlSystemGetCudaDriverVersion = lambda: 11080
@@ -373,7 +373,7 @@ def test_stack_check_finds_a_driver_older_than_torch_cuda(
 
 
 def test_stack_check_flags_tf32_only_when_it_is_really_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kit.measure import stack_check
+    from kit.run import stack_check
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
@@ -404,7 +404,7 @@ def test_fp32_math_class_follows_the_tf32_override() -> None:
 
 
 def test_a_crashing_stack_check_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kit.measure import stack_check
+    from kit.run import stack_check
 
     def broken() -> list:
         raise RuntimeError("driver exploded")

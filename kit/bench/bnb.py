@@ -161,7 +161,7 @@ def bench_bnb(
     from kit.measure.fidelity import compare_outputs
     from kit.models.build import example_inputs
     from kit.models.registry import get_model
-    from kit.run.executors import quiet_library_output
+    from kit.run.child import quiet_library_output
 
     quiet_library_output()
     out = out or sys.stdout

@@ -163,7 +163,7 @@ def _run_cpu(results: Path, cpu_docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _run_cuda(results: Path, cuda_docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Achieved TFLOP/s and fraction of the card's peak of every measured CUDA cell."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     measured = [d for d in cuda_docs if d["status"] == "ok"]
     if not measured:
         reasons = sorted({str(d.get("reason") or d["status"]) for d in cuda_docs})

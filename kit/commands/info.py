@@ -25,7 +25,7 @@ def models(as_json: bool) -> None:
     for spec in MODELS.values():
         click.echo(
             f"{spec.id:32} {spec.checkpoint:44} {spec.head:10} {spec.image_size:>4} "
-            f"{spec.published_params / 1e6:>10.1f}M {spec.real_params / 1e6:>10.2f}M"
+            f"{_millions(spec.published_params, '.1f'):>11} {spec.real_params / 1e6:>10.2f}M"
         )
 
 
@@ -51,10 +51,15 @@ def env(check: bool, as_json: bool) -> None:
         click.echo("pkgs   " + ", ".join(f"{k} {v}" for k, v in data["packages"].items() if v))
         click.echo(f"kit    {data['kit']['version']} ({data['kit']['git_commit'] or 'no git'})")
     if check:
-        from kit.measure.stack_check import run_stack_checks
+        from kit.run.stack_check import run_stack_checks
 
         problems = run_stack_checks()
         for p in problems:
             click.echo(f"PROBLEM {p.id}: {p.message}")
         click.echo(f"{len(problems)} stack problem(s) found")
         sys.exit(1 if problems else 0)
+
+
+def _millions(count: int | None, spec: str) -> str:
+    """A parameter count in millions, or "-" where the study published none (a user's model)."""
+    return "-" if count is None else f"{count / 1e6:{spec}}M"

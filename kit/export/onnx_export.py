@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit.errors import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -112,7 +114,7 @@ def dynamo_status() -> tuple[bool, str]:
 def optimum_status() -> str:
     """Why optimum's exporter is not the one used (recorded with every export)."""
     try:
-        import optimum.exporters.onnx  # noqa: F401
+        import optimum.exporters.onnx  # type: ignore[import-not-found]  # noqa: F401
     except ImportError as exc:
         return (
             f"not used: optimum.exporters.onnx is not importable here ({exc}); optimum-onnx 0.1.0 "
@@ -227,7 +229,7 @@ def _load_proto(onnx_path: str | os.PathLike[str], load_external_data: bool) -> 
     try:
         return onnx.load(str(onnx_path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, OSError, onnx's own errors
-        raise OnnxModelError(f"{onnx_path}: not a readable ONNX model ({_one_line(exc)})") from None
+        raise OnnxModelError(f"{onnx_path}: not a readable ONNX model ({one_line(exc)})") from None
 
 
 def validate_onnx_file(onnx_path: str | os.PathLike[str]) -> None:
@@ -244,7 +246,7 @@ def validate_onnx_file(onnx_path: str | os.PathLike[str]) -> None:
         # The path form reads external data lazily and works past 2 GiB.
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise OnnxModelError(f"{path}: invalid ONNX model ({_one_line(exc)})") from None
+        raise OnnxModelError(f"{path}: invalid ONNX model ({one_line(exc)})") from None
 
 
 def open_session(
@@ -261,13 +263,7 @@ def open_session(
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # ORT's InvalidProtobuf / Fail / RuntimeException
-        raise OnnxModelError(f"{path}: ONNX Runtime cannot load it ({_one_line(exc)})") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+        raise OnnxModelError(f"{path}: ONNX Runtime cannot load it ({one_line(exc)})") from None
 
 
 # --------------------------------------------------------------------------- cache
@@ -289,7 +285,7 @@ def entry_problem(entry: Path) -> str | None:
     try:
         meta = json.loads(meta_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        return f"{meta_file} unreadable ({_one_line(exc)})"
+        return f"{meta_file} unreadable ({one_line(exc)})"
     for name, size in meta.get("files", {}).items():
         path = entry / name
         if not path.is_file():
@@ -408,7 +404,7 @@ def _export_model(
         if kind != "dynamo":
             raise
         # The dynamo exporter still misses some graphs; the TorchScript one is the fallback.
-        record["fallback_from"] = {"exporter": "dynamo", "error": _one_line(exc)}
+        record["fallback_from"] = {"exporter": "dynamo", "error": one_line(exc)}
         kind = "legacy"
         shutil.rmtree(target.parent, ignore_errors=True)
         target.parent.mkdir(parents=True)
@@ -465,6 +461,8 @@ def _export_dynamo(module: Any, x: Any, target: Path, external: bool) -> None:
             dynamic_shapes={INPUT_NAME: {0: batch}},
             optimize=True,
         )
+        if program is None:
+            raise RuntimeError("torch.onnx.export returned no program")
         program.save(str(target), external_data=external)
     del program
 
@@ -544,7 +542,7 @@ def check_export(onnx_path: Path, inputs: np.ndarray, expected: np.ndarray) -> d
     except OnnxModelError as exc:
         raise ExportCheckFailed(f"export check: {exc}") from None
     except Exception as exc:  # ORT runtime error on the exported graph
-        raise ExportCheckFailed(f"export check: {onnx_path} fails to run in ONNX Runtime: {_one_line(exc)}") from None
+        raise ExportCheckFailed(f"export check: {onnx_path} fails to run in ONNX Runtime: {one_line(exc)}") from None
     del session
     result = compare(expected, got)
     result.update(

@@ -100,7 +100,7 @@ def summarize(samples_ms: list[float], seed: int = 0) -> dict[str, Any]:
     x = np.asarray(samples_ms, dtype=np.float64)
     mean = float(x.mean())
     std = float(x.std(ddof=1)) if x.size > 1 else 0.0
-    p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99], method=PERCENTILE_METHOD))
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(x, [50, 90, 95, 99], method=PERCENTILE_METHOD))  # type: ignore[call-overload]
     lo, hi = bootstrap_median_ci(x, seed=seed)
     stats = {
         "mean": mean,

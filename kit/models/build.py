@@ -177,7 +177,7 @@ def choose_attn_implementation(spec: ModelSpec) -> str:
     try:
         # transformers 4.x refuses an explicit "sdpa" where torch is older than 2.1.1 (the study's
         # torch 2.1.0 image): ask it, and fall back to eager there. 5.x dropped the helper.
-        from transformers.utils import is_torch_sdpa_available
+        from transformers.utils import is_torch_sdpa_available  # type: ignore[attr-defined]
     except ImportError:
         return "sdpa"
     return "sdpa" if is_torch_sdpa_available() else "eager"
@@ -192,7 +192,7 @@ def _skip_hf_init() -> Iterator[None]:
     try:
         from transformers.initialization import no_init_weights
     except ImportError:  # transformers 4.x
-        from transformers.modeling_utils import no_init_weights
+        from transformers.modeling_utils import no_init_weights  # type: ignore[attr-defined,no-redef]
     with no_init_weights():
         yield
 
@@ -297,11 +297,11 @@ def _parameters_on_meta() -> Iterator[None]:
             moved = module._parameters[name].to("meta")
             module._parameters[name] = type(param)(moved, requires_grad=param.requires_grad)
 
-    torch.nn.Module.register_parameter = register_on_meta
+    torch.nn.Module.register_parameter = register_on_meta  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        torch.nn.Module.register_parameter = register
+        torch.nn.Module.register_parameter = register  # type: ignore[method-assign]
 
 
 def meta_param_count(spec: ModelSpec) -> int:

@@ -25,18 +25,30 @@ Where the numbers come from
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FAMILIES: tuple[str, ...] = ("vit", "deit", "dino", "dinov2", "beit", "mobilevit")
-HEADS: tuple[str, ...] = ("classifier", "backbone")
-# What `kit.models.build.output_of` returns for a spec (see its docstring).
-PRIMARY_OUTPUTS: tuple[str, ...] = ("logits", "pooler_output", "cls_token")
+from kit.models.spec import (
+    FAMILIES,
+    HEADS,
+    IMAGENET_DEFAULT,
+    IMAGENET_STANDARD,
+    NO_NORMALIZE,
+    PRIMARY_OUTPUTS,
+    ModelSpec,
+)
 
-# Normalisation constants of the image processors the checkpoints ship with.
-IMAGENET_STANDARD = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))  # Google ViT, BEiT
-IMAGENET_DEFAULT = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # DeiT, DINO, DINOv2
-NO_NORMALIZE = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # MobileViT: rescale to [0, 1] only
+__all__ = [
+    "FAMILIES",
+    "HEADS",
+    "IMAGENET_DEFAULT",
+    "IMAGENET_STANDARD",
+    "MODELS",
+    "NO_NORMALIZE",
+    "PRIMARY_OUTPUTS",
+    "ModelSpec",
+    "get_model",
+    "model_ids",
+]
 
 PUBLISHED_SOURCE = (
     "seed 001 ARCHITECTURE SUMMARY 'parameters' column and 'Model Size Performance' groups; "
@@ -46,55 +58,6 @@ _COMPUTED = (
     "computed: parameters of {cls} built from this config (= the checkpoint's config.json "
     "architecture fields) with transformers 5.23.0 on the meta device; not read from the hub"
 )
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of the study. Treat ``config`` and ``model_kwargs`` as read-only.
-
-    ``config`` holds the kwargs of ``config_class``; ``model_kwargs`` the extra constructor
-    kwargs of ``model_class`` (e.g. ``add_pooling_layer=False``), passed to ``from_pretrained``
-    as well so a local checkpoint loads into exactly the module counted in ``real_params``.
-    """
-
-    id: str
-    checkpoint: str
-    family: str
-    config_class: str
-    config: dict[str, Any] = field(hash=False)
-    model_class: str
-    head: str
-    primary_output: str
-    image_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    published_params: int | None
-    published_category: str | None
-    published_architecture: str | None
-    real_params: int
-    real_params_source: str
-    notes: str = ""
-    model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
-    num_channels: int = 3
-
-    def __post_init__(self) -> None:
-        # Fail at import time on a malformed entry rather than deep inside a run.
-        if self.family not in FAMILIES:
-            raise ValueError(f"{self.id}: family {self.family!r} not in {FAMILIES}")
-        if self.head not in HEADS:
-            raise ValueError(f"{self.id}: head {self.head!r} not in {HEADS}")
-        if self.primary_output not in PRIMARY_OUTPUTS:
-            raise ValueError(f"{self.id}: primary_output {self.primary_output!r} not in {PRIMARY_OUTPUTS}")
-        if (self.head == "classifier") != (self.primary_output == "logits"):
-            raise ValueError(f"{self.id}: a classifier returns logits, a backbone features")
-
-    def input_shape(self, batch_size: int) -> tuple[int, int, int, int]:
-        """NCHW shape of one input batch."""
-        return (batch_size, self.num_channels, self.image_size, self.image_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (for result documents)."""
-        return asdict(self)
 
 
 def _spec(**kw: Any) -> ModelSpec:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kit.models.registry import IMAGENET_DEFAULT, IMAGENET_STANDARD, NO_NORMALIZE, ModelSpec
+from kit.models.spec import IMAGENET_DEFAULT, IMAGENET_STANDARD, NO_NORMALIZE, ModelSpec
 
 TINY_FAMILIES: tuple[str, ...] = ("vit", "deit", "dino", "dinov2", "beit", "mobilevit")
 

@@ -14,16 +14,37 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import signal
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from kit.run.child import TaskCrashed, run_in_child
+
+__all__ = ["EXECUTORS", "Executor", "InlineExecutor", "ProcessExecutor", "TaskCrashed", "cpu_count", "make_executor"]
 
 _PRELOAD = ["torch", "transformers", "numpy", "kit.run.cell"]
-CHILD_ENV = "QKIT_CELL_PROCESS"
+EXECUTORS: tuple[str, ...] = ("process", "inline", "ray")
 
 
-class TaskCrashed(Exception):
-    """The child died (signal, OOM kill, os._exit) or timed out; str says which."""
+@runtime_checkable
+class Executor(Protocol):
+    """Where a task runs. ``call`` runs ``fn(*args)`` and returns its result, or raises
+    `TaskCrashed` (process executors) / the exception itself (inline) when it did not finish."""
+
+    name: str
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout_s: float | None = None) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class BatchExecutor(Executor, Protocol):
+    """An executor that takes the whole list of cells at once (Ray): it checks availability where
+    each cell runs, computes each model's reference first, and yields (cell, document) as cells finish."""
+
+    def run_cells(
+        self, cells: Iterable[Any], opts: Any, measure_fn: Callable[..., Any], timeout_s: float | None
+    ) -> Iterator[tuple[Any, dict[str, Any]]]: ...
 
 
 class InlineExecutor:
@@ -36,74 +57,10 @@ class InlineExecutor:
         return None
 
 
-def _child_main(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    # The child ignores SIGINT: Ctrl-C is the parent's to handle (it kills the child and keeps
-    # every finished cell).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ[CHILD_ENV] = "1"  # tells the memory tracker its peak RSS is this cell's alone
-    quiet_library_output()
-    try:
-        result = fn(*args)
-        conn.send(("ok", result))
-    except BaseException as exc:
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
-
-
-def quiet_library_output() -> None:
-    """transformers' and the hub's per-load progress bars, and bitsandbytes' per-import kernel
-    notice, would fill the run's log cell after cell; what they say is not lost (see each)."""
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from kit.paths.bnb_support import quiet_import_notice
-
-    quiet_import_notice()
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-
-def run_in_child(
-    ctx: Any,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    timeout_s: float | None,
-    start: Callable[[Any], None] = lambda proc: proc.start(),
-) -> tuple[str, Any]:
-    """Run ``fn(*args)`` in a fresh child of ``ctx`` and wait for it without spinning.
-
-    Returns ``("ok", result)``, or ``(outcome, one-line reason)`` with outcome ``"timeout"``,
-    ``"error"`` (the child raised) or ``"lost"`` (the child died before answering: signal, OOM
-    kill, exit). The child is killed and reaped whatever happens. Callers decide what each
-    outcome means (the process executor fails the cell; Ray retries a lost process).
-    """
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(child_conn, fn, args), daemon=True)
-    start(proc)
-    child_conn.close()
-    try:
-        if not parent_conn.poll(timeout_s):
-            return "timeout", f"timed out after {timeout_s:.0f} s"
-        try:
-            status, payload = parent_conn.recv()
-        except EOFError:
-            proc.join(5)
-            return "lost", _describe_exit(proc.exitcode)
-    finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-        parent_conn.close()
-    if status == "error":
-        return "error", f"child raised {payload}"
-    return "ok", payload
-
-
 class ProcessExecutor:
     name = "process"
+
+    _ctx: Any
 
     def __init__(self, start_method: str = "forkserver") -> None:
         if start_method == "forkserver" and "forkserver" in mp.get_all_start_methods():
@@ -123,27 +80,19 @@ class ProcessExecutor:
         return None
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "child process did not exit"
-    if code < 0:
-        sig = -code
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        hint = " (likely the kernel's OOM killer)" if sig == signal.SIGKILL else ""
-        return f"child process killed by {name}{hint}"
-    return f"child process exited with code {code} before sending a result"
-
-
-def make_executor(name: str) -> Any:
+def make_executor(name: str, *, address: str | None = None) -> Executor:
+    """The one factory the CLI, compare-int8 and the benchmarks use. ``address``: a Ray cluster."""
+    if address and name != "ray":
+        raise ValueError("an address is for the ray executor")
     if name == "inline":
         return InlineExecutor()
     if name == "process":
         return ProcessExecutor()
     if name == "ray":
-        from kit.run.ray_executor import RayExecutor  # optional extra
+        from kit.run.ray_executor import RayExecutor  # optional extra: imported only when asked for
 
-        return RayExecutor()
-    raise KeyError(f"unknown executor {name!r}; valid executors: inline, process, ray")
+        return RayExecutor(address=address)
+    raise KeyError(f"unknown executor {name!r}; valid executors: {', '.join(EXECUTORS)}")
 
 
 def cpu_count() -> int:

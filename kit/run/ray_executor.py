@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kit.results.store import Cell
-from kit.run.executors import TaskCrashed, run_in_child
+from kit.run.child import TaskCrashed, run_in_child
 
 RAY_MISSING = "the ray executor needs the optional extra: pip install 'qkit[ray]'"
 DEFAULT_MAX_RETRIES = 2
@@ -99,6 +99,7 @@ def _fork_context() -> Any:
     """A forkserver per Ray worker, torch preloaded once (as ``ProcessExecutor`` has)."""
     global _FORK_CONTEXT
     if _FORK_CONTEXT is None:
+        ctx: Any
         if "forkserver" in mp.get_all_start_methods():
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(list(_PRELOAD))
@@ -321,7 +322,7 @@ class RayExecutor:
         (after Ray's retries), a timeout or an error in the task."""
         cell = args[0] if args and isinstance(args[0], Cell) else None
         opts = args[1] if len(args) > 1 else None
-        if cell is not None:
+        if cell is not None and opts is not None:
             request = self.task_options(cell, opts)
             why = self.unschedulable(request)
             if why:  # as in run_cells: a request no node can meet is a skipped cell, not a wait
