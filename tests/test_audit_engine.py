@@ -1,5 +1,7 @@
-"""The audit engine: intervals on published rounding, the rule registry and runner, bad input,
-the CLI (exit codes, table, schema-checked JSON) and hypothesis-generated claim sets."""
+"""The audit's machinery: intervals on published rounding, the rule registry and runner (every
+rule runs; a rule that fails is an ``error`` finding and exit 3), the module layout (no import
+cycles), bad input, the CLI (exit codes, table, schema-checked JSON) and hypothesis-generated
+claim sets."""
 
 from __future__ import annotations
 
@@ -10,33 +12,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.claims.audit import AuditInputError, Study, run_audit
-from kit.claims.audit.engine import (
+from kit import documents
+from kit.claims.audit import (
     RULES,
+    AuditInputError,
     Hit,
-    Iv,
     Rule,
-    fmt,
+    RuleSkipped,
+    Study,
+    exit_code,
+    findings_document,
     load_rules,
-    rounding_half_width,
+    model_facts,
+    optional_module,
     rule,
+    run_audit,
     run_rules,
 )
+from kit.claims.audit.numbers import Iv, fmt, rounding_half_width
 from kit.claims.load import ClaimFile, ClaimsError, ClaimSet, parse_claim_file
 from kit.cli import main
-from kit.commands.audit import findings_document, validate_document
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_audit_synth import synthetic_docs
-
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
-
 
 # ------------------------------------------------------------------------------- intervals
 
@@ -93,21 +96,88 @@ def test_rules_are_registered_with_family_severity_and_convention() -> None:
         )
 
 
-def test_a_rule_that_raises_becomes_an_error_finding() -> None:
-    def broken(study: Study):
-        yield Hit("first", "ok", [])
-        raise RuntimeError("boom")
+def _broken(study: Study):
+    yield Hit("first", "ok", [])
+    raise RuntimeError("boom")
 
-    r = Rule("test.broken", "arithmetic", "warning", "none", broken, "broken")
-    findings = run_rules(Study.from_input([]), [r])
-    assert [f.severity for f in findings] == ["error", "warning"]
-    assert "test.broken" in findings[0].message and "RuntimeError" in findings[0].message
+
+def _fine(study: Study):
+    yield Hit("a defect of the claims", "arithmetic", [], severity="error")
+
+
+BROKEN = Rule("test.broken", "arithmetic", "warning", "none", _broken, "broken")
+FINE = Rule("test.fine", "physics", "warning", "none", _fine, "fine")
+
+
+def test_a_rule_that_raises_becomes_an_error_finding_and_the_others_still_run() -> None:
+    findings = run_rules(Study.from_input([]), [BROKEN, FINE])
+    # the kit's failure first, then the other rule's finding, and what the broken rule yielded before failing
+    assert [(f.rule, f.kind, f.severity) for f in findings] == [
+        ("test.broken", "error", "error"),
+        ("test.fine", "claim", "error"),
+        ("test.broken", "claim", "warning"),
+    ]
+    assert findings[0].message == (
+        "rule test.broken failed (a bug in the kit, not a defect of the claims): RuntimeError: boom"
+    )
+    assert exit_code(findings) == 3
+    assert exit_code(findings[1:]) == 1 and exit_code(findings[2:]) == 0
+
+
+def test_a_bug_in_a_kit_module_under_a_rule_is_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broken FLOPs model used to switch the physics rules off silently; now each rule that
+    needs it reports the failure."""
+
+    def broken_flops(model_id: str, *args: Any, **kwargs: Any) -> Any:
+        raise ZeroDivisionError("a bug in the FLOPs model")
+
+    monkeypatch.setattr(model_facts, "model_flops", broken_flops)
+    model_facts.arch.cache_clear()
+    try:
+        findings = run_audit(_python_313(synthetic_docs()))
+    finally:
+        model_facts.arch.cache_clear()
+    failed = {f.rule for f in findings if f.kind == "error"}
+    assert {"physics.peak_vs_weights", "physics.roofline"} <= failed, failed
+    assert all("ZeroDivisionError: a bug in the FLOPs model" in f.message for f in findings if f.kind == "error")
+    # a rule that does not need the FLOPs model still ran and found its defect
+    assert "provenance.version_compat" in {f.rule for f in findings if f.kind == "claim"}
+    assert exit_code(findings) == 3
+
+
+def test_a_missing_optional_package_is_a_recorded_skip() -> None:
+    def needs_optional(study: Study):
+        optional_module("qkit_no_such_package_xyz", "test.optional's check")
+        yield Hit("never", "never", [])
+
+    r = Rule("test.optional", "statistics", "warning", "none", needs_optional, "optional")
+    [f] = run_rules(Study.from_input([]), [r])
+    assert (f.rule, f.kind, f.severity) == ("test.optional", "skipped", "info")
+    assert f.message == (
+        "rule test.optional skipped: test.optional's check needs the optional package "
+        "'qkit_no_such_package_xyz', which is not installed"
+    )
+    assert exit_code([f]) == 0
+
+
+def test_optional_module_is_only_for_third_party_packages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert optional_module("json", "x").__name__ == "json"
+    with pytest.raises(RuleSkipped, match=r"'qkit_no_such_package_xyz\.sub', which is not installed"):
+        optional_module("qkit_no_such_package_xyz.sub", "x")
+    with pytest.raises(ValueError, match="part of the kit"):
+        optional_module("kit.models.flops", "x")
+    # an installed package that is itself broken (its own import fails) is not a skip
+    (tmp_path / "qkit_broken_pkg").mkdir()
+    (tmp_path / "qkit_broken_pkg" / "__init__.py").write_text("import qkit_missing_dependency_abc\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="qkit_missing_dependency_abc"):
+        optional_module("qkit_broken_pkg", "x")
 
 
 def test_registering_an_unknown_family_or_severity_fails() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown rule family 'nonsense'"):
         rule("x.y", family="nonsense", severity="error")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown severity 'fatal'"):
         rule("x.y", family="physics", severity="fatal")
     assert "x.y" not in RULES
 
@@ -153,7 +223,7 @@ def test_run_audit_accepts_documents_and_claim_lists() -> None:
     a = run_audit(docs)
     b = run_audit([{**c, "source_file": d["source_file"]} for d in docs for c in d["claims"]])
     # without file metadata the hardware is unknown, so fewer physics rules apply; none may crash
-    assert not [f for f in a + b if " raised " in f.message]
+    assert not [f for f in a + b if f.kind == "error"]
 
 
 # ------------------------------------------------------------------------------------ CLI
@@ -173,18 +243,21 @@ def test_cli_clean_study_exits_0_and_writes_valid_json(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(out)])
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
-    schema = json.loads((SCHEMAS / "findings.schema.json").read_text())
-    jsonschema.Draft202012Validator(schema).validate(doc)
+    assert documents.problem(doc, "findings") is None  # the schema, formats included
     assert doc["summary"]["error"] == 0 and doc["summary"]["exit_code"] == 0
     assert "audit:" in res.output
 
 
-def test_cli_defect_exits_1_with_table_and_sources(tmp_path: Path) -> None:
-    docs = synthetic_docs()
+def _python_313(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A defect for provenance.version_compat: Python 3.13 with the study's torch 2.1."""
     for c in docs[1]["claims"]:
         if c["id"] == "101.sw.python":
             c["value"], c["text"] = "3.13", "Python 3.13"
-    d = _write(tmp_path, docs)
+    return docs
+
+
+def test_cli_defect_exits_1_with_table_and_sources(tmp_path: Path) -> None:
+    d = _write(tmp_path, _python_313(synthetic_docs()))
     out = tmp_path / "f.json"
     res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(out)])
     assert res.exit_code == 1, res.output
@@ -192,8 +265,32 @@ def test_cli_defect_exits_1_with_table_and_sources(tmp_path: Path) -> None:
     assert "101.sw.python [101_bbbb.txt / Software]" in res.output  # claim id + seed file + section
     doc = json.loads(out.read_text())
     f = next(f for f in doc["findings"] if f["rule"] == "provenance.version_compat")
-    assert f["severity"] == "error" and f["claims"][0]["source_file"] == "101_bbbb.txt"
-    assert validate_document(doc) is None
+    assert f["severity"] == "error" and f["kind"] == "claim" and f["claims"][0]["source_file"] == "101_bbbb.txt"
+    assert documents.problem(doc, "findings") is None
+    assert doc["summary"]["exit_code"] == 1 and doc["summary"]["kit_errors"] == 0
+
+
+def test_cli_a_rule_that_raises_exits_3_and_every_other_rule_still_reports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = Rule("arith.zz_broken", "arithmetic", "warning", "none", _broken, "broken")
+    monkeypatch.setitem(RULES, broken.id, broken)
+    d = _write(tmp_path, _python_313(synthetic_docs()))
+    out = tmp_path / "f.json"
+    res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(out)])
+    assert res.exit_code == 3, res.output
+    assert "RuntimeError: boom" in res.output
+    assert "1 rule(s) failed, a bug in the kit: arith.zz_broken" in res.output
+    doc = json.loads(out.read_text())
+    assert documents.problem(doc, "findings") is None
+    first = doc["findings"][0]
+    assert (first["rule"], first["kind"], first["severity"]) == ("arith.zz_broken", "error", "error")
+    assert first["message"] == (
+        "rule arith.zz_broken failed (a bug in the kit, not a defect of the claims): RuntimeError: boom"
+    )
+    assert "provenance.version_compat" in {f["rule"] for f in doc["findings"] if f["kind"] == "claim"}
+    assert doc["summary"]["exit_code"] == 3 and doc["summary"]["kit_errors"] == 1
+    assert doc["summary"]["rules_run"] == len(RULES)
 
 
 @pytest.mark.parametrize("content", ["{not json", json.dumps({"schema_version": "1"}), "[]"])
@@ -203,12 +300,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, content: str) -> None:
     (d / "001_ab.json").write_text(content)
     res = CliRunner().invoke(main, ["audit", "--expected", str(d)])
     assert res.exit_code == 2
-    assert res.output.count("\n") == 1 and res.output.startswith("qkit audit: error:")
+    assert res.output.count("\n") == 1 and res.output.startswith(f"qkit: error: {d / '001_ab.json'}: ")
 
 
 def test_cli_missing_directory_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["audit", "--expected", str(tmp_path / "nope")])
     assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert (
+        res.output == f"qkit: error: {tmp_path / 'nope'}: at #: not a directory of claim files (rule: expected-dir)\n"
+    )
 
 
 def test_cli_unwritable_json_exit_2(tmp_path: Path) -> None:
@@ -216,13 +316,14 @@ def test_cli_unwritable_json_exit_2(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     res = CliRunner().invoke(main, ["audit", "--expected", str(d), "--json", str(blocker / "sub" / "f.json")])
-    assert res.exit_code == 2 and "cannot write" in res.output
+    assert res.exit_code == 2
+    assert res.output.splitlines()[-1] == f"qkit: error: cannot write {blocker / 'sub' / 'f.json'}: Not a directory"
 
 
 def test_findings_document_rejects_a_multi_line_message() -> None:
     study = Study.from_input(synthetic_docs())
     doc = findings_document([], study, "x")
-    assert validate_document(doc) is None
+    assert documents.problem(doc, "findings") is None
     bad = copy.deepcopy(doc)
     bad["findings"] = [
         {
@@ -235,7 +336,12 @@ def test_findings_document_rejects_a_multi_line_message() -> None:
             "claims": [],
         }
     ]
-    assert validate_document(bad) is not None
+    assert documents.problem(bad, "findings") == (
+        "at #/findings/0/message: 'two\\nlines' does not match '^[^\\\\n]*$' (rule: pattern)"
+    )
+    # a kit failure is always severity error, a skip always info
+    bad["findings"][0].update(message="one line", kind="error", severity="warning")
+    assert documents.problem(bad, "findings") == "at #/findings/0/severity: 'error' was expected (rule: const)"
 
 
 # ----------------------------------------------------------------------------- hypothesis
@@ -393,7 +499,7 @@ def test_generated_claim_sets_never_crash_a_rule(docs: list[dict[str, Any]]) -> 
             assert "\n" not in str(exc)
             return
     findings = run_audit(ClaimSet(Path("."), tuple(files)))
-    crashed = [f.message for f in findings if " raised " in f.message]
+    crashed = [f.message for f in findings if f.kind == "error"]
     assert not crashed
 
 
@@ -444,7 +550,7 @@ def test_malformed_documents_give_one_line_never_a_traceback(target: list[Any], 
         assert "\n" not in str(exc)
     else:
         assert isinstance(cf, ClaimFile)
-        assert not [f for f in run_audit(ClaimSet(Path("."), (cf,))) if " raised " in f.message]
+        assert not [f for f in run_audit(ClaimSet(Path("."), (cf,))) if f.kind == "error"]
     # ... and straight into the library, unchecked
     try:
         findings = run_audit(doc)
@@ -460,7 +566,7 @@ def test_percentile_and_std_tolerate_degenerate_rows() -> None:
         if c["id"] == "101.sp.std":
             c["subject"]["over"]["models"] = c["subject"]["over"]["models"][:1]
     findings = run_audit(docs)
-    assert not [f for f in findings if " raised " in f.message]
+    assert not [f for f in findings if f.kind == "error"]
 
 
 def test_integral_float_batch_size_passes_the_loader_and_the_audit() -> None:
@@ -470,4 +576,4 @@ def test_integral_float_batch_size_passes_the_loader_and_the_audit() -> None:
     doc["claims"][1]["batch_size"] = 1.0
     cf = parse_claim_file("101_bbbb.json", json.dumps(doc))
     assert cf.claims[1].batch_size == 1 and isinstance(cf.claims[1].batch_size, int)
-    assert not [f for f in run_audit(ClaimSet(Path("."), (cf,))) if " raised " in f.message]
+    assert not [f for f in run_audit(ClaimSet(Path("."), (cf,))) if f.kind == "error"]

@@ -1,7 +1,7 @@
 """Arithmetic: a derived number against the numbers it is derived from.
 
 Every relation is checked with interval arithmetic on the published rounding (see
-``engine``): ``speedup 2.50`` from ``25.59 / 10.24`` is fine (2.4985-2.4995 meets 2.495-2.505).
+``numbers``): ``speedup 2.50`` from ``25.59 / 10.24`` is fine (2.4985-2.4995 meets 2.495-2.505).
 When several tables print the same input (seed 001 prints latencies twice, seed 003 once more),
 a derived value is accepted if it follows from *any* printed copy of its inputs; copies that
 disagree with each other are the business of ``consistency.cell_values``.
@@ -13,17 +13,10 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from kit.claims.audit.engine import (
-    AuditClaim,
-    Hit,
-    Iv,
-    Study,
-    fmt,
-    gap_severity,
-    is_baseline,
-    path_key,
-    rule,
-)
+from kit.claims.audit.claim import AuditClaim, Study, is_baseline, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.numbers import Iv, fmt, gap_severity
+from kit.claims.audit.registry import rule
 
 
 def _batch_ok(a: AuditClaim, b: AuditClaim) -> bool:
@@ -367,10 +360,10 @@ def annualised(study: Study) -> Iterator[Hit]:
         ]
         costs.sort(key=lambda c: c.id.rsplit(".", 1)[0] != stem)
         gains.sort(key=lambda c: c.id.rsplit(".", 1)[0] != stem)
-        m = re.search(r"(\d+)\s*-?\s*years?", f"{roi.text} {roi.subject.get('item') or ''}", re.I)
-        if not costs or not gains or m is None:
+        years = re.search(r"(\d+)\s*-?\s*years?", f"{roi.text} {roi.subject.get('item') or ''}", re.I)
+        if not costs or not gains or years is None:
             continue
-        cost, gain, horizon = costs[0], gains[0], int(m.group(1))
+        cost, gain, horizon = costs[0], gains[0], int(years.group(1))
         if cost.iv.lo <= 0:
             continue
         total = gain.iv * float(horizon)

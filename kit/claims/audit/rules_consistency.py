@@ -19,15 +19,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from kit.claims.audit.engine import (
-    AuditClaim,
-    Hit,
-    Iv,
-    Study,
-    fmt,
-    path_key,
-    rule,
-)
+from kit.claims.audit.claim import AuditClaim, Study, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.model_facts import real_params
+from kit.claims.audit.numbers import Iv, fmt
+from kit.claims.audit.registry import rule
 
 # ------------------------------------------------------------------------- per-model values
 
@@ -132,7 +128,7 @@ def study_values(study: Study) -> Iterator[Hit]:
             continue  # counts of one file or category, not of the study
         groups[(study.group_of(c.source_file), c.metric, item)].append(c)
     for (_g, metric, item), claims in sorted(groups.items()):
-        norm = {}
+        norm: dict[object, list[AuditClaim]] = {}
         for c in claims:
             v = c.value
             key = (
@@ -318,15 +314,6 @@ def published_params(study: Study, model: str, near: AuditClaim | None = None) -
     return cands[0].iv, cands[0]
 
 
-def _real_params(model: str) -> int | None:
-    try:
-        from kit.models.registry import get_model
-
-        return int(get_model(model).real_params)
-    except Exception:  # unknown model or registry unavailable: show no registry figure
-        return None
-
-
 def _p(x: float) -> str:
     return f"{x / 1e6:.4g}M"
 
@@ -362,7 +349,8 @@ def category_threshold(study: Study) -> Iterator[Hit]:
         if not cat.claims:
             continue
         anchor = cat.claims[0]
-        thr, band_cat = cat.threshold, cat
+        thr = cat.threshold
+        band_cat: Category | None = cat
         if thr is None and cat.key:
             band_cat = bands.get((cat.source_file, cat.key))
             thr = band_cat.threshold if band_cat else None
@@ -409,7 +397,7 @@ def category_threshold(study: Study) -> Iterator[Hit]:
     for (src, _key, _band), e in sorted(merged.items(), key=lambda kv: str(kv[0])):
         bad = e["bad"]
         listing = ", ".join(
-            f"{m} {_p(iv.mid)}" + (f" (registry {_p(r)})" if (r := _real_params(m)) else "")
+            f"{m} {_p(iv.mid)}" + (f" (registry {_p(r)})" if (r := real_params(m)) else "")
             for m, (iv, _pc) in sorted(bad.items())
         )
         yield Hit(
@@ -593,7 +581,7 @@ _IMPLIED = re.compile(r"compute", re.IGNORECASE)
 
 
 def _fp16_speedups(study: Study, near: AuditClaim) -> list[float]:
-    vals = {}
+    vals: dict[str, float] = {}
     for c in study.cells("speedup", kit_path="torch-fp16"):
         if study.same_group(c, near) and c.model:
             vals.setdefault(c.model, c.num)

@@ -27,11 +27,33 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 
-from kit.claims.audit.engine import AuditClaim, Hit, Study, fmt, path_key, rule
-from kit.claims.audit.rules_physics import arch
+from kit.claims.audit.claim import AuditClaim, Study, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.model_facts import Arch, arch
+from kit.claims.audit.numbers import fmt
+from kit.claims.audit.registry import rule
 
-CPU_ONLY_PATHS = ("torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static-qdq")
-CUDA_ONLY_PATHS = ("bnb-int8", "bnb-nf4")
+
+def device_statements() -> dict[tuple[str, str], str]:
+    """(path, device) -> why no result of that path on that device can be a measurement of its
+    method, as the path registry declares it (kit.paths: one home for what a path is): a device
+    the path has no kernels for, with the path's reason, and a device outside a stack limit of its
+    library (bitsandbytes before its CPU backend, the study's 0.42 included, ran on CUDA only)."""
+    from kit.paths.base import DEVICES, path_facts
+
+    out: dict[tuple[str, str], str] = {}
+    for f in path_facts().values():
+        for device in DEVICES:
+            if not f.runs_on(device):
+                out[(f.name, device)] = f.device_reasons[device]
+                continue
+            for limit in f.stack_limits:
+                if device not in limit.devices:
+                    only = "/".join(d.upper() for d in limit.devices)
+                    out[(f.name, device)] = f"is {only}-only in {limit.package} < {limit.before}"
+    return out
+
+
 _QDYN = re.compile(r"quantize_dynamic|torch\.quantization|torch\.ao\.quantization|dynamic quantization", re.IGNORECASE)
 _BNB = re.compile(r"bitsandbytes|bnb\.|linear8bitlt|linear4bit|llm\.int8", re.IGNORECASE)
 
@@ -55,15 +77,13 @@ def _int8_devices(study: Study, c: AuditClaim) -> set[str]:
 def device_support(study: Study) -> Iterator[Hit]:
     """A quantization method reported on a device it has no kernels for."""
     seen: set[tuple[str, str, str]] = set()
+    statements = device_statements()
     for c in study.claims:
         p = path_key(c) or ""
         if c.kind != "cell" or not c.device:
             continue
-        if p in CPU_ONLY_PATHS and c.device == "cuda":
-            why = "has CPU kernels only (quantized::linear_dynamic has no CUDA implementation)"
-        elif p in CUDA_ONLY_PATHS and c.device == "cpu":
-            why = "is CUDA-only in bitsandbytes <= 0.43"
-        else:
+        why = statements.get((p, c.device))
+        if why is None:
             continue
         key = (c.source_file, p, c.device)
         if key in seen:
@@ -467,7 +487,8 @@ def _snippet(blob: str, m: re.Match[str]) -> str:
 def _fixed_input(study: Study, c: AuditClaim, h: int, w: int, call: str) -> Iterator[Hit]:
     """One hard-coded input size for models that take other sizes."""
     models = sorted({x.model for x in study.claims if x.kind == "cell" and x.model and study.same_group(x, c)})
-    strict, other = [], []
+    strict: list[tuple[str, Arch]] = []
+    other: list[tuple[str, Arch]] = []
     for m in models:
         a = arch(m)
         if a is None or a.image_size == h == w:

@@ -19,66 +19,19 @@ Conventions
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from functools import cache
 
-from kit.claims.audit.engine import (
-    AuditClaim,
-    Hit,
-    Iv,
-    Study,
-    fmt,
-    is_baseline,
-    path_key,
-    rule,
-)
+from kit.claims.audit.claim import AuditClaim, Study, is_baseline, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.model_facts import Arch, arch
+from kit.claims.audit.numbers import Iv, fmt
+from kit.claims.audit.registry import rule
 from kit.hardware.gpus import find_gpu
 
 MIB = 2**20
 MB = 1e6
-
-
-@dataclass(frozen=True)
-class Arch:
-    params: int
-    linear: int
-    flops: float  # per forward at batch 1, at the fed resolution
-    patch_size: int | None
-    hidden_size: int | None
-    heads: int | None
-    layers: int | None
-    image_size: int
-    head: str
-    checkpoint: str
-
-
-@cache
-def arch(model: str) -> Arch | None:
-    """Registry facts for a study model id; None for a model the registry does not know."""
-    try:
-        from kit.models.flops import model_flops
-        from kit.models.registry import get_model
-
-        spec = get_model(model)
-        fc = model_flops(model)
-    except Exception:  # unknown id, or registry/flops unavailable: the physics rules skip it
-        return None
-    cfg = spec.config
-    layers = cfg.get("num_hidden_layers")
-    return Arch(
-        params=int(spec.real_params),
-        linear=int(fc.linear_params),
-        flops=float(fc.flops),
-        patch_size=cfg.get("patch_size"),
-        hidden_size=cfg.get("hidden_size") if isinstance(cfg.get("hidden_size"), int) else None,
-        heads=cfg.get("num_attention_heads"),
-        layers=layers if isinstance(layers, int) else None,
-        image_size=int(spec.image_size),
-        head=spec.head,
-        checkpoint=spec.checkpoint,
-    )
 
 
 def weight_bytes(a: Arch, path: str | None, bound: str = "low") -> float | None:
@@ -235,12 +188,14 @@ def nf4_vs_int8(study: Study) -> Iterator[Hit]:
         items = per_loc[loc]
         model, i8, n4, saving = max(items, key=lambda t: t[3])
         same = sum(1 for _m, a8, a4, _s in items if a8.iv.meets(a4.iv))
+        facts = arch(model)  # known: its Linear share gave `saving`
+        linear = f"{facts.linear:,}" if facts else "?"
         others = [f"{k}: {len(per_loc[k])}/{judged[k]}" for k in sorted(locs) if k != loc]
         yield Hit(
             f"NF4 peak memory is not below INT8 for {len(items)} of {judged[loc]} models ({same} identical "
             f"within rounding; {loc}); 4-bit weights should save ~{fmt(saving)} MiB on {model}",
             f"{model}: INT8 {fmt(i8.num)} vs NF4 {fmt(n4.num)}; expected NF4 <= {fmt(i8.num - saving)} "
-            f"(Linear {arch(model).linear:,} params x (1 - 0.5625) B); all: "
+            f"(Linear {linear} params x (1 - 0.5625) B); all: "
             + ", ".join(f"{m} {fmt(a8.num)}/{fmt(a4.num)}" for m, a8, a4, _ in items[:16])
             + (f"; same in {'; '.join(others)}" if others else ""),
             [x for _m, a8, a4, _s in items[:8] for x in (a8, a4)],
@@ -387,8 +342,6 @@ _ARCH_FIELDS = {
 )
 def architecture(study: Study) -> Iterator[Hit]:
     """Architecture details that the named model does not have (e.g. DINOv2 with 16x16 patches)."""
-    import re
-
     for c in study.claims:
         if c.kind != "cell" or not c.model:
             continue

@@ -12,7 +12,10 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 
-from kit.claims.audit.engine import AuditClaim, Hit, Study, fmt, path_key, rule
+from kit.claims.audit.claim import AuditClaim, Study, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.numbers import fmt
+from kit.claims.audit.registry import rule
 
 MIN_ROWS = 8
 MIN_MODELS = 4

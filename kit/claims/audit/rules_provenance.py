@@ -17,7 +17,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 
-from kit.claims.audit.engine import AuditClaim, Hit, Iv, Study, fmt, normalize_name, path_key, rule
+from kit.claims.audit.claim import AuditClaim, Study, normalize_name, path_key
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.numbers import Iv, fmt
+from kit.claims.audit.registry import rule
+from kit.hardware.gpus import find_gpu
 
 # torch minor -> (release date, oldest CPython, newest CPython, CUDA builds)
 TORCH: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
@@ -231,15 +235,15 @@ def dates(study: Study) -> Iterator[Hit]:
         coarse = [x for x in items if x[1] != x[2]]
         exact = [x for x in items if x[1] == x[2]]
         for c, lo, hi in coarse:
-            later = [(e, d) for e, d, _ in exact if d > hi]
+            later = [(e, when) for e, when, _ in exact if when > hi]
             if not later:
                 continue
-            e, d = min(later, key=lambda t: t[1])
-            days = (d - hi).days
+            e, when = min(later, key=lambda t: t[1])
+            days = (when - hi).days
             yield Hit(
                 f"'{c.text.strip(' *')}' ({lo:%B %Y}) predates the study's own timestamp {e.value} "
-                f"= {d.isoformat()} UTC by {days} days",
-                f"{e.id}: {e.value} -> {d.isoformat()}; {c.id}: {c.value} -> {lo.isoformat()}..{hi.isoformat()}",
+                f"= {when.isoformat()} UTC by {days} days",
+                f"{e.id}: {e.value} -> {when.isoformat()}; {c.id}: {c.value} -> {lo.isoformat()}..{hi.isoformat()}",
                 [c, e],
             )
 
@@ -253,8 +257,6 @@ def dates(study: Study) -> Iterator[Hit]:
 )
 def release_dates(study: Study) -> Iterator[Hit]:
     """Software or hardware that did not exist yet at the study's stated date."""
-    from kit.hardware.gpus import find_gpu
-
     stamps: dict[str, list[tuple[AuditClaim, dt.date]]] = defaultdict(list)
     for c in study.metric("timestamp", "date", "last_updated"):
         d = _to_date(c)
@@ -608,13 +610,18 @@ def reproduction_recipe(study: Study) -> Iterator[Hit]:
         if not isinstance(c.value, str):
             continue
         g = study.group_of(c.source_file)
-        stated, unpinned, unstated = vers.get(g, {}), [], []
+        stated = vers.get(g, {})
+        unpinned: list[tuple[str, str]] = []  # (name, package whose version the study states)
+        unstated: list[tuple[str, str | None]] = []
         for tok in _install_tokens(c.value):
             name = re.split(r"[=<>~!@\[;]", tok)[0].lower()
             if _PIN.search(tok):
                 continue
             pkg = _ALIASES.get(name)
-            (unpinned if pkg and stated.get(pkg) else unstated).append((name, pkg))
+            if pkg and stated.get(pkg):
+                unpinned.append((name, pkg))
+            else:
+                unstated.append((name, pkg))
         if not unpinned:
             continue
         involved = [c, *(stated[p][0] for _n, p in unpinned if p)]
@@ -625,7 +632,7 @@ def reproduction_recipe(study: Study) -> Iterator[Hit]:
         torch_v = stated.get("torch", [None])[0]
         pys = [p for p in stated.get("python", []) if p.source_file == c.source_file and p.section == c.section]
         tm = _minor(torch_v.value) if torch_v is not None else None
-        if pys and tm in TORCH:
+        if pys and torch_v is not None and tm in TORCH:
             pm = _minor(pys[0].value)
             _d, py_lo, py_hi, _cu = TORCH[tm]
             if pm and not _vt(py_lo) <= _vt(pm) <= _vt(py_hi):
@@ -703,8 +710,6 @@ def _study_gpus(study: Study, group: str) -> list[str]:
 
 
 def _same_gpu(a: str, b: str) -> bool:
-    from kit.hardware.gpus import find_gpu
-
     ga, gb = find_gpu(a), find_gpu(b)
     if ga and gb:
         return ga.name == gb.name

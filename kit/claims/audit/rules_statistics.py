@@ -23,16 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.claims.audit.engine import (
-    AuditClaim,
-    Hit,
-    Iv,
-    Study,
-    fmt,
-    gap_severity,
-    is_baseline,
-    rule,
-)
+from kit.claims.audit.claim import AuditClaim, Study, is_baseline
+from kit.claims.audit.findings import Hit
+from kit.claims.audit.numbers import Iv, fmt, gap_severity
+from kit.claims.audit.registry import rule
 
 PERCENTILE_METHODS: tuple[str, ...] = (
     "linear",
@@ -174,7 +168,8 @@ def _pct(rows: Sequence[Row], q: float, method: str) -> Iv:
     else:
 
         def fn(a: np.ndarray) -> float:
-            return float(np.percentile(a, q, method=method))
+            # numpy types `method` as a Literal of its names; ours is one of PERCENTILE_METHODS
+            return float(np.percentile(a, q, method=method))  # type: ignore[call-overload]
 
     return _bounds(rows, fn)
 
@@ -487,7 +482,7 @@ def mixed_paths(study: Study) -> Iterator[Hit]:
         rows, _ = rows_for(study, agg)
         key = (agg.source_file, agg.section, tuple(paths))
         grouped.setdefault(key, []).append((agg, rows))
-    for (src, section, paths), items in sorted(grouped.items()):
+    for (src, section, pooled), items in sorted(grouped.items()):
         parts = []
         for agg, rows in items:
             per_path: dict[str, list[float]] = {}
@@ -498,7 +493,7 @@ def mixed_paths(study: Study) -> Iterator[Hit]:
         first = items[0][0]
         yield Hit(
             f"{src} / {section}: {len(items)} '{first.aggregate}' figure(s) of {first.over.get('metric')} "
-            f"pool {len(paths)} precisions ({', '.join(paths)}), so none is the {first.over.get('metric')} "
+            f"pool {len(pooled)} precisions ({', '.join(pooled)}), so none is the {first.over.get('metric')} "
             "of any configuration",
             "published vs per-precision means: " + "; ".join(parts),
             [agg for agg, _rows in items],
