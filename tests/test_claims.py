@@ -195,9 +195,9 @@ def test_semantic_rules(tmp_path: Path) -> None:
         parse_claim_file(name, json.dumps(dup))
     with pytest.raises(ClaimsError, match=r"rule: source-file"):
         parse_claim_file("001_5dfa280a2efa7106.json", json.dumps(doc))
-    with pytest.raises(ClaimsError, match=r"not valid JSON: .* line 1 column 2 \(rule: json\)"):
+    with pytest.raises(ClaimsError, match=r"at #: not JSON: .* line 1 column 2 \(rule: json\)"):
         parse_claim_file(name, "{oops")
-    with pytest.raises(ClaimsError, match=r"NaN is not valid JSON"):
+    with pytest.raises(ClaimsError, match=r"NaN is not standard JSON \(rule: json\)"):
         parse_claim_file(name, json.dumps(doc).replace('"value": 224', '"value": NaN', 1))
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from support.transcribe_check import STUDY_IDS
 
 from kit.claims.accuracy import (
     AccuracyError,
+    accuracy_document,
     accuracy_problem,
     count_hits,
     image_folder,
@@ -23,10 +27,12 @@ from kit.claims.accuracy import (
     preprocess_for,
     topk_hits,
     wilson_ci95,
+    write_accuracy,
 )
 from kit.claims.load import ClaimSet, default_expected_dir, load_claims
 from kit.claims.validate import (
     Verdict,
+    load_accuracy_docs,
     same_hardware_name,
     screen_results,
     summarize,
@@ -107,6 +113,17 @@ def test_gpu_names_match_by_model_not_by_vendor_words() -> None:
     assert not same_hardware_name("NVIDIA RTX 4070 Ti SUPER", "NVIDIA GeForce RTX 4070 Ti")
     assert not same_hardware_name("NVIDIA H100", "NVIDIA H200")
     assert same_hardware_name("NVIDIA H100", "NVIDIA H100 80GB HBM3")
+
+
+def test_model_matching_and_the_datasheet_lookup_answer_different_questions() -> None:
+    """Why kit.hardware.gpus keeps two matchers: the datasheet tells H100 PCIe from SXM (other peaks),
+    validate judges them as one model; validate matches GPUs and CPUs the datasheet does not list."""
+    from kit.hardware.gpus import find_gpu
+
+    assert same_hardware_name("NVIDIA H100 PCIe", "NVIDIA H100 80GB HBM3")
+    assert find_gpu("NVIDIA H100 PCIe") != find_gpu("NVIDIA H100 80GB HBM3")
+    assert same_hardware_name("NVIDIA A10", "NVIDIA A10") and find_gpu("NVIDIA A10") is None
+    assert same_hardware_name("Intel(R) Xeon(R) Processor", "Intel Xeon Processor")
 
 
 def test_hardware_bound_aggregate_on_other_hardware(claims: ClaimSet) -> None:
@@ -299,6 +316,143 @@ def test_screening_rejects_bad_documents_by_name() -> None:
     assert "#/status" in screened.rejected[0][1]
 
 
+# ================================================================== the kit's own failures
+
+SUBSET_PREFIXES = ("000.", "001.")
+
+
+@pytest.mark.parametrize(
+    ("judge_name", "claim_id"),
+    [("judge_cell", LAT), ("judge_aggregate", "001.summary.fp16.speedup"), ("judge_study", "000.software.pytorch")],
+)
+def test_a_bug_while_judging_one_claim_is_an_error_verdict_and_the_rest_are_judged(
+    claims: ClaimSet, monkeypatch: pytest.MonkeyPatch, judge_name: str, claim_id: str
+) -> None:
+    from kit.claims.validate import judge as judging
+
+    subset = [c for c in claims if c.id.startswith(SUBSET_PREFIXES)]
+    docs = [*_speedup_docs(1.3), ok_result(HUGE, "torch-fp16")]
+    clean = validate(subset, docs)
+    before = [v.to_dict() for v in clean]
+    real = getattr(judging, judge_name)
+
+    def buggy(claim: Any, index: Any) -> Any:
+        if claim.id == claim_id:
+            raise ZeroDivisionError("float division by zero")
+        return real(claim, index)
+
+    monkeypatch.setattr(judging, judge_name, buggy)
+    after = validate(subset, docs)
+    (error,) = [v for v in after if v.verdict == "error"]
+    assert error.claim_id == claim_id
+    assert error.reason == f"internal error while judging {claim_id}: ZeroDivisionError: float division by zero"
+    assert [v.to_dict() for v in after if v.claim_id != claim_id] == [v for v in before if v["claim_id"] != claim_id]
+    summary = summarize(after)
+    # an error outranks a failed claim: exit 3, and the summary line names it
+    assert summary.errors == 1 and summary.failed > 0 and summary.exit_code == 3
+    assert summary.line().endswith(", 1 error")
+    assert "error" not in summarize(clean).line() and summarize(clean).exit_code == 1
+
+
+def test_cli_exit_3_when_the_kit_fails_while_judging(
+    tmp_path: Path, small_expected: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kit.cli
+    from kit.claims.validate import judge as judging
+
+    real = judging.judge_cell
+
+    def buggy(claim: Any, index: Any) -> Any:
+        if claim.id == LAT:
+            raise KeyError("latency")
+        return real(claim, index)
+
+    monkeypatch.setattr(judging, "judge_cell", buggy)
+    for doc in _huge_docs(10.24):
+        _write_doc(tmp_path / "res", doc)
+    out = tmp_path / "v.json"
+    args = ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--json", str(out)]
+    result = CliRunner().invoke(kit.cli.main, args)
+    assert result.exit_code == 3, result.output
+    assert f"qkit: internal error while judging {LAT}: KeyError: 'latency'" in result.stderr
+    doc = json.loads(out.read_text())
+    assert verdicts_problem(doc) is None
+    summary = doc["summary"]
+    assert (summary["exit_code"], summary["errors"], summary["by_verdict"]["error"]) == (3, 1, 1)
+    assert summary["by_verdict"]["pass"] > 20  # every other claim was still judged
+    (error,) = [v for v in doc["verdicts"] if v["verdict"] == "error"]
+    assert error["claim_id"] == LAT and error["reason"].endswith("KeyError: 'latency'")
+
+
+def test_cli_exit_3_and_no_file_when_the_verdict_document_breaks_its_schema(
+    tmp_path: Path, small_expected: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kit.cli
+    from kit.commands import claims as commands
+
+    real = commands.verdict_document
+    monkeypatch.setattr(commands, "verdict_document", lambda *a, **kw: {**real(*a, **kw), "kind": "oops"})
+    for doc in _huge_docs(10.24):
+        _write_doc(tmp_path / "res", doc)
+    out = tmp_path / "v.json"
+    args = ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--json", str(out)]
+    result = CliRunner().invoke(kit.cli.main, args)
+    assert result.exit_code == 3, result.output
+    assert "internal error: not a valid verdicts document: at #/kind: 'qkit-verdicts' was expected" in result.stderr
+    assert not out.exists()
+
+
+VALIDATE_DIR = Path(__file__).resolve().parents[1] / "kit" / "claims" / "validate"
+SUBMODULES = sorted(p.stem for p in VALIDATE_DIR.glob("*.py") if p.stem != "__init__")
+
+
+def test_validate_is_a_package_of_small_modules() -> None:
+    assert not (VALIDATE_DIR.parent / "validate.py").exists()
+    assert {"index", "metrics", "judge", "machines", "document"} <= set(SUBMODULES)
+
+
+@pytest.mark.parametrize("name", SUBMODULES)
+def test_each_validate_module_imports_alone(name: str) -> None:
+    # A bare package object stands in for kit.claims.validate, so its __init__ (which imports every
+    # module in a working order) cannot hide a module that only imports after another one.
+    code = "\n".join(
+        [
+            "import importlib, sys, types",
+            "import kit.claims",
+            "pkg = types.ModuleType('kit.claims.validate')",
+            f"pkg.__path__ = [{str(VALIDATE_DIR)!r}]",
+            "sys.modules['kit.claims.validate'] = pkg",
+            f"importlib.import_module('kit.claims.validate.{name}')",
+        ]
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
+def _package_imports(file: Path) -> set[str]:
+    """The kit.claims.validate modules ``file`` imports, at any level (function-level ones included)."""
+    found = set()
+    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit.claims.validate"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("kit.claims.validate"))
+    return found
+
+
+def test_no_import_cycles_inside_validate() -> None:
+    graph = {}
+    for name in SUBMODULES:
+        imported = _package_imports(VALIDATE_DIR / f"{name}.py")
+        assert "kit.claims.validate" not in imported, f"{name} imports the package that imports it"
+        graph[name] = {m.rsplit(".", 1)[1] for m in imported}
+    done: list[str] = []
+    while len(done) < len(graph):  # peel off modules whose imports are all done: stalls on a cycle
+        ready = [m for m in graph if m not in done and graph[m] <= set(done)]
+        assert ready, f"import cycle among {sorted(set(graph) - set(done))}"
+        done.extend(sorted(ready))
+
+
 # ==================================================================================== CLI
 
 
@@ -472,9 +626,62 @@ def test_image_folder_and_preprocessing(tmp_path: Path) -> None:
 def test_accuracy_document_check() -> None:
     good = accuracy_doc(DINO, "torch-fp32", 81.0, 95.0)
     assert accuracy_problem(good) is None
-    assert accuracy_problem({**good, "top1_pct": 181.0}) is not None
+    assert accuracy_problem({**good, "top1_pct": 181.0}) == (
+        "at #/top1_pct: 181.0 is greater than the maximum of 100 (rule: maximum)"
+    )
     assert accuracy_problem({**good, "status": "failed", "reason": "OOM"}) is None
-    assert accuracy_problem([]) == "not a JSON object"
+    assert accuracy_problem({**good, "status": "failed", "reason": None}) == (
+        "at #/reason: None is not of type 'string' (rule: type)"
+    )
+    no_images = {k: v for k, v in good.items() if k != "images"}
+    assert accuracy_problem(no_images) == "at #: 'images' is a required property (rule: required)"
+    assert accuracy_problem([]) == "at #: [] is not of type 'object' (rule: type)"
+
+
+def _written_accuracy_docs() -> list[dict[str, Any]]:
+    """What `qkit accuracy` writes: `accuracy_document` for an ok, a skipped and a failed path."""
+    info = {
+        "dir": "/data/val",
+        "images_found": 6,
+        "classes": 2,
+        "labels": "class folders matched to config.json id2label",
+        "preprocess": "resize to 8x8",
+        "limit": None,
+        "model_class": "MobileViTForImageClassification",
+    }
+    env = {"python": "3.12.0", "os": "Linux"}
+    start = "2025-01-01T00:00:00Z"
+    return [
+        accuracy_document(DINO, "torch-fp32", "cpu", (5, 6, 6), info, "/w", env, start),
+        accuracy_document(DINO, "bnb-int8", "cpu", None, info, "/w", env, start, reason="unavailable: CUDA only"),
+        accuracy_document(DINO, "torch-int8-dynamic", "cpu", None, info, "/w", env, start, reason="OOM"),
+    ]
+
+
+def test_the_accuracy_schema_accepts_what_qkit_accuracy_writes_and_refuses_a_broken_one(tmp_path: Path) -> None:
+    from kit import documents
+
+    ok, skipped, failed = _written_accuracy_docs()
+    assert (ok["status"], skipped["status"], failed["status"]) == ("ok", "skipped", "failed")
+    for doc in (ok, skipped, failed):
+        file = write_accuracy(tmp_path / "acc", doc)
+        assert documents.read(file, "accuracy") == doc
+    broken = {**ok, "top5_ci95": [97.0]}
+    with pytest.raises(documents.DocumentError, match=r"at #/top5_ci95: \[97.0\] is too short \(rule: minItems\)"):
+        write_accuracy(tmp_path / "broken", broken)
+    assert not (tmp_path / "broken").exists() or not list((tmp_path / "broken").iterdir())
+    # one broken file under the results is listed by name; the good ones are still read
+    bad = tmp_path / "acc" / "x__torch-fp16__cpu.accuracy.json"
+    bad.write_text(json.dumps({**ok, "path": "torch-fp16", "surprise": 1}))
+    docs, names, refused = load_accuracy_docs(tmp_path / "acc")
+    assert len(docs) == 3 and len(names) == 3
+    assert refused == [
+        (
+            str(bad),
+            "not a valid accuracy document: at #: Additional properties are not allowed ('surprise' was unexpected) "
+            "(rule: additionalProperties)",
+        )
+    ]
 
 
 def test_processor_settings_are_followed(tmp_path: Path) -> None:

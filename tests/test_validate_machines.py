@@ -215,8 +215,12 @@ def test_verdict_document_carries_machines_and_per_machine(claims: ClaimSet) -> 
         v.pop("summary", None)
     assert verdicts_problem(old) is None
     broken = json.loads(json.dumps(doc))
-    next(v for v in broken["verdicts"] if v["claim_id"] == SPEEDUP).pop("summary")
-    assert verdicts_problem(broken) is not None  # per_machine comes with its summary
+    at = next(i for i, v in enumerate(broken["verdicts"]) if v["claim_id"] == SPEEDUP)
+    broken["verdicts"][at].pop("summary")
+    # per_machine comes with its summary
+    assert verdicts_problem(broken) == (
+        f"at #/verdicts/{at}: 'summary' is a dependency of 'per_machine' (rule: dependentRequired)"
+    )
 
 
 def _write_merged(root: Path, docs: list[dict[str, Any]]) -> None:

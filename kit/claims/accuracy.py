@@ -24,6 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from kit import documents
+from kit.errors import one_line
+
 ACCURACY_KIND = "qkit-accuracy"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 
@@ -35,29 +38,9 @@ class AccuracyError(ValueError):
 # ------------------------------------------------------------------------------- documents
 
 
-def _finite_pct(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 <= x <= 100
-
-
 def accuracy_problem(doc: Any) -> str | None:
-    """Why ``doc`` is not a usable accuracy document (one line), or None."""
-    if not isinstance(doc, dict):
-        return "not a JSON object"
-    if doc.get("kind") != ACCURACY_KIND or doc.get("schema_version") != "1":
-        return f"kind must be {ACCURACY_KIND!r} with schema_version '1'"
-    for key in ("model", "path", "device"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            return f"{key} must be a non-empty string"
-    if doc.get("status") not in ("ok", "skipped", "failed"):
-        return "status must be ok, skipped or failed"
-    if doc["status"] != "ok":
-        return None if isinstance(doc.get("reason"), str) and doc["reason"] else "a non-ok document needs a reason"
-    if not (_finite_pct(doc.get("top1_pct")) and _finite_pct(doc.get("top5_pct"))):
-        return "top1_pct and top5_pct must be numbers in [0, 100]"
-    images = doc.get("images")
-    if not isinstance(images, int) or isinstance(images, bool) or images < 1:
-        return "images must be a positive integer"
-    return None
+    """Why ``doc`` is not a usable accuracy document (one line, from its schema), or None."""
+    return documents.problem(doc, "accuracy")
 
 
 def wilson_ci95(hits: int, n: int) -> tuple[float, float]:
@@ -217,7 +200,7 @@ def preprocess_for(weights: Path, image_size: int, mean: Any, std: Any) -> Prepr
     size = conf.get("size")
     exact = None
     if isinstance(size, dict) and "height" in size and not conf.get("do_center_crop", False):
-        exact = (int(size["height"]), int(size.get("width", size["height"])))
+        exact = (int(size["height"]), int(size["width"] if "width" in size else size["height"]))
     shortest = size.get("shortest_edge") if isinstance(size, dict) else size
     normalize = conf.get("do_normalize", True)
     return Preprocess(
@@ -249,7 +232,7 @@ def load_image(path: Path, prep: Preprocess) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as img:
-        arr = np.asarray(_resize_and_crop(img.convert("RGB"), prep), dtype=np.float32) * prep.rescale
+        arr: np.ndarray = np.asarray(_resize_and_crop(img.convert("RGB"), prep), dtype=np.float32) * prep.rescale
     if prep.flip_channels:
         arr = arr[..., ::-1]
     arr = (arr - np.asarray(prep.mean, dtype=np.float32)) / np.asarray(prep.std, dtype=np.float32)
@@ -388,7 +371,7 @@ def run_accuracy(
         except (AccuracyError, KeyError, RuntimeError, ValueError) as exc:
             docs.append(
                 accuracy_document(
-                    model, name, device, None, info, str(weights), env, started, reason=" ".join(str(exc).split())
+                    model, name, device, None, info, str(weights), env, started, reason=one_line(str(exc))
                 )
             )
     return docs
@@ -399,10 +382,5 @@ def accuracy_file(out_dir: Path, doc: dict[str, Any]) -> Path:
 
 
 def write_accuracy(out_dir: Path, doc: dict[str, Any]) -> Path:
-    """Write atomically (temporary file, then rename), like the result store."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = accuracy_file(out_dir, doc)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(target)
-    return target
+    """Check ``doc`` against the accuracy schema, then write it atomically (`kit.documents.write`)."""
+    return documents.write(accuracy_file(out_dir, doc), doc, "accuracy")

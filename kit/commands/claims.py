@@ -1,7 +1,8 @@
 """Click commands for the ``qkit`` group: ``claims``, ``validate``, ``accuracy``.
 
 Exit codes: 0 no claim failed, 1 a claim failed (validate) or a path's accuracy run failed,
-2 bad input (one line on stderr).
+2 bad input (one line on stderr), 3 the kit itself failed while judging a claim (validate: a
+verdict ``error``) or built a verdict or accuracy document that breaks its schema.
 """
 
 from __future__ import annotations
@@ -15,11 +16,30 @@ from typing import Any
 
 import click
 
+from kit import documents
 from kit.claims.load import ClaimsError, ClaimSet, default_expected_dir, load_claims
+from kit.claims.validate import (
+    CLASSES,
+    VERDICTS,
+    fmt,
+    load_accuracy_docs,
+    machine_list,
+    screen_results,
+    summarize,
+    verdict_document,
+)
+from kit.claims.validate import validate as run_validation
+from kit.claims.validate.document import EXIT_ERROR
 from kit.errors import BadInput
 
 DEFAULT_RESULTS = Path("results") / "latest"
 DEFAULT_ACCURACY_PATHS = ("torch-fp32", "torch-int8-dynamic")
+
+
+class KitFailure(click.ClickException):
+    """The kit itself failed (a bug of ours, not bad input): exit 3, never a quiet pass."""
+
+    exit_code = EXIT_ERROR
 
 
 def _claims_or_exit(expected: Path | None) -> ClaimSet:
@@ -83,7 +103,6 @@ def claims(expected: Path | None, counts_only: bool) -> None:
 
 def _load_documents(results_dir: Path) -> tuple[list[dict], list[str], list[tuple[str, str]]]:
     """Result and accuracy documents under ``results_dir`` with their file names, and unreadable files."""
-    from kit.claims.validate import load_accuracy_docs
     from kit.results.store import load_results
 
     loaded = load_results(results_dir)
@@ -93,9 +112,7 @@ def _load_documents(results_dir: Path) -> tuple[list[dict], list[str], list[tupl
 
 
 def _verdict_row(v: Any) -> str:
-    from kit.claims.validate import fmt
-
-    reason = v.reason if v.verdict in ("fail", "inconclusive", "not-comparable") else v.reason[:220]
+    reason = v.reason if v.verdict in ("fail", "inconclusive", "not-comparable", "error") else v.reason[:220]
     if getattr(v, "summary", None):  # judged on several machines: where it holds first, then one machine's numbers
         reason = f"[{v.summary}] {reason}"
     measured = fmt(v.measured) if v.measured is not None else "-"
@@ -103,8 +120,6 @@ def _verdict_row(v: Any) -> str:
 
 
 def _print_table(verdicts: list[Any], only: tuple[str, ...]) -> None:
-    from kit.claims.validate import CLASSES
-
     for cls in CLASSES:
         group = [v for v in verdicts if v.comparability == cls]
         counts = Counter(v.verdict for v in group)
@@ -123,14 +138,12 @@ def _machines_line(machines: list[dict[str, Any]]) -> str:
 
 
 def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
-    from kit.claims.validate import verdicts_problem
-    from kit.documents import atomic_write_text
-
-    problem = verdicts_problem(doc)
-    if problem:  # a bug of ours, not bad input: say so and do not write a file that lies
-        raise click.ClickException(f"internal error: verdict document breaks its schema {problem}")
     try:
-        atomic_write_text(path, json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+        documents.write(path, doc, "verdicts")
+    except documents.DocumentError as exc:  # a bug of ours, not bad input: say so and write no file that lies
+        raise KitFailure(f"internal error: {exc.problem}") from None
+    except ValueError as exc:  # a NaN or Infinity got past `verdict_document`
+        raise KitFailure(f"internal error: the verdict document is not standard JSON: {exc}") from None
     except OSError as exc:
         raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -158,14 +171,12 @@ def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(["pass", "fail", "inconclusive", "not-comparable", "not-measured", "unsupported"]),
+    type=click.Choice(VERDICTS),
     help="Print only claims with these verdicts (the JSON file always has all).",
 )
 def validate(results: Path | None, expected: Path | None, json_path: Path | None, only: tuple[str, ...]) -> None:
-    """Check every published claim against the results: one verdict per claim; exit 1 if any failed."""
-    from kit.claims.validate import machine_list, screen_results, summarize, verdict_document
-    from kit.claims.validate import validate as run_validation
-
+    """Check every published claim against the results: one verdict per claim; exit 1 if any failed,
+    3 if the kit failed while judging one (verdict ``error``)."""
     claim_set = _claims_or_exit(expected)
     results_dir = _results_dir(results)
     docs, names, unreadable = _load_documents(results_dir)
@@ -183,6 +194,9 @@ def validate(results: Path | None, expected: Path | None, json_path: Path | None
     if len(machines) > 1:
         click.echo(_machines_line(machines))
     _print_table(verdicts, only)
+    for v in verdicts:
+        if v.verdict == "error":  # loud: on stderr too, whatever --only hides
+            click.echo(f"qkit: {v.reason}", err=True)
     click.echo(summary.line())
     if json_path is not None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -222,6 +236,17 @@ def _accuracy_line(doc: dict[str, Any], file: Path) -> str:
         f"{head}: top-1 {doc['top1_pct']:.2f}% [95% CI {lo1:.2f}-{hi1:.2f}] top-5 {doc['top5_pct']:.2f}% "
         f"over {doc['images']} images -> {file}"
     )
+
+
+def _write_accuracy(out_dir: Path, doc: dict[str, Any]) -> Path:
+    from kit.claims.accuracy import write_accuracy
+
+    try:
+        return write_accuracy(out_dir, doc)
+    except documents.DocumentError as exc:  # we built it: a bug of ours, not bad input
+        raise KitFailure(f"internal error: {exc.problem}") from None
+    except OSError as exc:
+        raise BadInput(f"cannot write into {out_dir}: {exc.strerror or exc}") from None
 
 
 @click.command("accuracy")
@@ -264,7 +289,7 @@ def accuracy(
     out: Path | None,
 ) -> None:
     """Top-1/top-5 accuracy per path on a labelled image folder (for seed 004's accuracy claims)."""
-    from kit.claims.accuracy import AccuracyError, run_accuracy, write_accuracy
+    from kit.claims.accuracy import AccuracyError, run_accuracy
 
     paths = [p for value in (paths_opt or DEFAULT_ACCURACY_PATHS) for p in value.replace(",", " ").split()]
     if not weights.is_dir():
@@ -275,5 +300,5 @@ def accuracy(
     except AccuracyError as exc:
         raise BadInput(str(exc)) from None
     for doc in docs:
-        click.echo(_accuracy_line(doc, write_accuracy(out_dir, doc)))
+        click.echo(_accuracy_line(doc, _write_accuracy(out_dir, doc)))
     click.get_current_context().exit(1 if any(d["status"] == "failed" for d in docs) else 0)

@@ -169,6 +169,33 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
 
 
+# ------------------------------------------------------------------------------ name matching
+#
+# Two matchers over one normalisation (`_norm`), because they answer different questions:
+#
+# * `find_gpu` maps a name to a datasheet entry, so it must tell apart what the datasheet tells
+#   apart (H100 PCIe and H100 SXM have different peaks) and knows only the cards listed above.
+# * `same_hardware_name` says whether two recorded names are the same hardware *model*, for
+#   validate's hardware-bound claims: it must work for any GPU (and for CPU model strings), and
+#   the study's names ("NVIDIA A100 80GB", "A100-SXM4-40GB") differ from torch's in memory size
+#   and form factor, which validate treats as the same model. Defining it as "both names find the
+#   same spec" would turn every unlisted GPU and every CPU into "not the same" and split H100 PCIe
+#   from SXM, changing verdicts; so the two stay separate.
+
+_VENDOR_WORDS = {"nvidia", "geforce", "tesla", "quadro", "corporation", "r", "tm"}
+_FORM_WORDS = re.compile(r"^(\d+gb|pcie|sxm\d*|hbm\d*e?|nvl|gb|gddr\d*x?)$")
+
+
+def _hardware_tokens(name: str) -> tuple[str, ...]:
+    """The words of ``name`` that name the model: vendor, memory and form-factor words dropped."""
+    return tuple(t for t in _norm(name).split() if t not in _VENDOR_WORDS and not _FORM_WORDS.match(t))
+
+
+def same_hardware_name(claimed: str | None, ours: str) -> bool:
+    """'NVIDIA RTX 4070 Ti SUPER' == 'NVIDIA GeForce RTX 4070 Ti SUPER'; a 4070 Ti is not a 4070 Ti SUPER."""
+    return bool(claimed) and _hardware_tokens(str(claimed)) == _hardware_tokens(ours)
+
+
 def find_gpu(name: str | None) -> GpuSpec | None:
     """The spec whose alias appears (as whole words) in ``name``; longest alias wins."""
     if not name:
