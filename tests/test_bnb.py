@@ -23,11 +23,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from kit.errors import BadInput  # noqa: E402
 from kit.measure.fidelity import compare_outputs  # noqa: E402
 from kit.models.build import build_model, example_inputs, output_of  # noqa: E402
 from kit.models.tiny import tiny_spec  # noqa: E402
 from kit.paths import bnb_support  # noqa: E402
-from kit.paths.base import PathFailed, PrepareContext, get_path  # noqa: E402
+from kit.paths.base import PathFailed, PrepareContext, check_path_options, get_path  # noqa: E402
+from kit.paths.bnb import BnbOptions  # noqa: E402
 
 INT8_MIN_COSINE = 0.999
 INT8_MIN_ROW_COSINE = 0.995
@@ -153,9 +155,42 @@ def test_skipping_every_module_is_a_failed_cell(tmp_path: Any) -> None:
         prepare("bnb-int8", spec, tmp_path, options={"bnb.skip_modules": ["vit", "classifier"]})
 
 
-def test_unknown_option_is_refused(tmp_path: Any) -> None:
-    with pytest.raises(PathFailed, match="unknown bitsandbytes option"):
-        prepare("bnb-int8", tiny_spec("vit"), tmp_path, options={"bnb.treshold": 5})
+def test_unknown_option_is_refused_at_plan_time() -> None:
+    # Checked in the parent before any cell starts (kit.paths.base.check_path_options), with a
+    # suggestion; no cell is measured, failed or skipped for it.
+    with pytest.raises(BadInput, match=r"unknown path option 'bnb.treshold'.*did you mean 'bnb.llm_int8_threshold'"):
+        check_path_options(["bnb-int8"], {"bnb.treshold": 5})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [
+        ("bnb.compute_dtype", "int3", "expected one of float32, float16, bfloat16"),
+        ("bnb.float_dtype", 7, "expected one of float32, float16, bfloat16"),
+        ("bnb.double_quant", "maybe", "expected true or false"),
+        ("bnb.llm_int8_threshold", "high", "expected a number"),
+        ("bnb.llm_int8_threshold", -1, "expected a number >= 0"),
+        ("bnb.skip_modules", 3, "expected a list of names"),
+    ],
+)
+def test_bad_option_values_are_refused_at_plan_time(key: str, value: Any, needle: str) -> None:
+    with pytest.raises(BadInput, match=f"path option {key}=.*{needle}"):
+        check_path_options(["bnb-nf4"], {key: value})
+
+
+def test_options_are_typed_with_the_spellings_of_the_command_line() -> None:
+    opts = BnbOptions.from_raw(
+        {
+            "bnb.compute_dtype": "bf16",
+            "bnb.double_quant": "yes",
+            "bnb.skip_modules": "classifier, pooler",
+            "provider": "x",
+        }
+    )
+    assert opts == BnbOptions(compute_dtype="bfloat16", double_quant=True, skip_modules=("classifier", "pooler"))
+    assert BnbOptions.from_raw({"bnb.skip_modules": []}).skip_modules == ()
+    assert BnbOptions.from_raw({"bnb.skip_modules": ""}).skip_modules == ()  # --option bnb.skip_modules=
+    assert BnbOptions.from_raw({}) == BnbOptions()  # None: the device's default, chosen in prepare
 
 
 def test_heads_are_found_per_architecture() -> None:

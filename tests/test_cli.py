@@ -39,6 +39,77 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], needle: str, tmp_path
     assert len(lines) == 1 and needle in lines[0], result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # unknown keys: for every family the selected paths belong to
+        (
+            ["bench", "--model", "tiny-vit", "--path", "bnb-int8", "--option", "bnb.treshold=5"],
+            "unknown path option 'bnb.treshold'",
+        ),
+        (
+            ["bench", "--model", "tiny-vit", "--path", "torch-fp32", "--option", "provider=cpu"],
+            "unknown path option 'provider' for the selected paths (torch family); they take no options",
+        ),
+        (
+            ["reproduce", "--models", "tiny-vit", "--paths", "ort-fp32", "--option", "calibration_sampels=4"],
+            "did you mean 'calibration_samples'",
+        ),
+        # bad values
+        (
+            ["bench", "--model", "tiny-vit", "--path", "bnb-nf4", "--option", "bnb.compute_dtype=int3"],
+            "path option bnb.compute_dtype='int3': expected one of float32, float16, bfloat16",
+        ),
+        (
+            [
+                "reproduce",
+                "--models",
+                "tiny-vit",
+                "--paths",
+                "ort-int8-static-qdq",
+                "--option",
+                "calibration_samples=0",
+            ],
+            "path option calibration_samples=0: expected >= 1",
+        ),
+        (
+            ["reproduce", "--models", "tiny-vit", "--option", "provider=rocm"],
+            "path option provider='rocm': unknown ONNX Runtime provider",
+        ),
+        (["compare-int8", "--model", "tiny-vit", "--devices", "cpu", "--option", "exporter=jit"], "exporter='jit'"),
+    ],
+)
+def test_bad_path_options_stop_the_command_before_any_cell(args: list[str], needle: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, [*args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("qkit: error: ") and needle in lines[0], result.output
+    assert not (out / "cells").exists()  # nothing was measured, skipped or failed
+
+
+def test_path_options_of_the_selected_families_reach_the_cell(tmp_path: Path) -> None:
+    # An executor's namespace (ray.) is not a path option; a valid option passes the check.
+    result = CliRunner().invoke(
+        main,
+        [
+            "bench",
+            "--model",
+            "tiny-vit",
+            "--path",
+            "torch-int8-dynamic",
+            "--device",
+            "cuda",
+            "--option",
+            "ray.num_cpus=1",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "has CPU kernels only" in result.output
+
+
 def test_models_lists_all_sixteen() -> None:
     result = CliRunner().invoke(main, ["models", "--json"])
     assert result.exit_code == 0

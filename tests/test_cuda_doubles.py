@@ -399,8 +399,8 @@ def test_fp32_math_class_follows_the_tf32_override() -> None:
     from kit.measure.compute import math_class
 
     on = {"tf32_matmul": True, "float32_matmul_precision": "highest", "env": {}}
-    assert math_class("torch-fp32", math=on)[0] == "tf32"
-    assert math_class("torch-fp32", math={**on, "env": {"NVIDIA_TF32_OVERRIDE": "0"}})[0] == "fp32"
+    assert math_class("fp32", math=on)[0] == "tf32"
+    assert math_class("fp32", math={**on, "env": {"NVIDIA_TF32_OVERRIDE": "0"}})[0] == "fp32"
 
 
 def test_a_crashing_stack_check_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:

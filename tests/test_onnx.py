@@ -30,6 +30,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from kit.errors import BadInput  # noqa: E402
 from kit.export.onnx_export import (  # noqa: E402
     EXPORT_CHECK_COSINE,
     MODEL_FILE,
@@ -39,11 +40,14 @@ from kit.export.onnx_export import (  # noqa: E402
     open_session,
     validate_onnx_file,
 )
+from kit.export.ort_runtime import probe_provider, resolve_provider, session_options  # noqa: E402
 from kit.measure.fidelity import compare_outputs  # noqa: E402
 from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint  # noqa: E402
 from kit.models.tiny import TINY_FAMILIES, tiny_spec  # noqa: E402
-from kit.paths.base import PathFailed, PathUnavailable, PrepareContext, get_path  # noqa: E402
-from kit.paths.ort_support import probe_provider, resolve_provider, session_options  # noqa: E402
+from kit.paths import onnxruntime as onnxruntime_paths  # noqa: E402
+from kit.paths.base import PathFailed, PathUnavailable, PrepareContext, check_path_options, get_path  # noqa: E402
+from kit.paths.onnxruntime import OrtOptions  # noqa: E402
+from kit.quantize import ort_quant  # noqa: E402
 
 FP32_COSINE = EXPORT_CHECK_COSINE
 TINY_INT8_COSINE = 0.95
@@ -174,7 +178,7 @@ def test_external_data_layout_exports_runs_and_converts_to_fp16(
 
 
 def _tiny_onnx(target: Path) -> dict[str, Any]:
-    from kit.paths.ort_support import _probe_model_bytes
+    from kit.export.ort_runtime import _probe_model_bytes
 
     target.write_bytes(_probe_model_bytes())
     return {"made": "probe graph"}
@@ -240,6 +244,40 @@ def test_provider_option_is_checked_against_the_device() -> None:
         resolve_provider("cpu", "tensorrt")
     with pytest.raises(ValueError, match="unknown ONNX Runtime provider"):
         resolve_provider("cuda", "rocm-ish")
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"provider": "rocm-ish"}, "path option provider='rocm-ish': unknown ONNX Runtime provider"),
+        ({"calibration_method": "Median"}, "calibration_method='Median': expected one of MinMax, Entropy, Percentile"),
+        ({"calibration_samples": 0}, "calibration_samples=0: expected >= 1"),
+        ({"calibration_samples": "many"}, "path option calibration_samples='many'"),
+        ({"static_activation_type": "QInt4"}, "static_activation_type='QInt4': expected one of QInt8, QUInt8"),
+        ({"dynamic_weight_type": "int8"}, "dynamic_weight_type='int8': expected one of QInt8, QUInt8"),
+        ({"exporter": "jit"}, "exporter='jit': expected one of dynamo, legacy"),
+        ({"trt_fp16": "sometimes"}, "path option trt_fp16='sometimes'"),
+        ({"intra_op_threads": 0}, "intra_op_threads=0: expected >= 1"),
+        ({"calibration_sampels": 4}, "unknown path option 'calibration_sampels'.*did you mean 'calibration_samples'"),
+    ],
+)
+def test_bad_options_are_refused_at_plan_time(raw: dict[str, Any], needle: str) -> None:
+    # Before: a bad value was a skipped cell per cell and an unknown key was silently ignored.
+    with pytest.raises(BadInput, match=needle):
+        check_path_options(["ort-fp32", "ort-int8-static-qdq"], raw)
+
+
+def test_options_are_typed_from_command_line_spellings() -> None:
+    opts = OrtOptions.from_raw(
+        {"provider": "tensorrt", "calibration_samples": "2", "static_op_types": "MatMul,Gemm", "trt_fp16": "off"}
+    )
+    assert opts.provider == "tensorrt" and opts.calibration_samples == 2 and opts.trt_fp16 is False
+    assert opts.static_op_types == ("MatMul", "Gemm")
+    assert OrtOptions.from_raw({"bnb.compute_dtype": "x"}) == OrtOptions()  # another family's key: not read
+    # The defaults kept beside the options match the quantizer's own.
+    assert OrtOptions().calibration_samples == ort_quant.DEFAULT_CALIBRATION_SAMPLES
+    assert onnxruntime_paths.CALIBRATION_METHODS == ort_quant.CALIBRATION_METHODS
+    assert onnxruntime_paths.QUANT_TYPES == ort_quant.QUANT_TYPES
 
 
 def test_tensorrt_asked_on_cpu_is_a_skipped_cell(tmp_path: Path) -> None:

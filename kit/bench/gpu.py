@@ -79,7 +79,7 @@ def bench_fp16_peak(
                 batch_size,
                 timed.stats["p50"],
                 torch.cuda.get_device_name(),
-                path="torch-fp16",
+                declared_math=get_path("torch-fp16").math_class,
                 details=prepared.details,
                 math=math_settings(),
                 cache_dir=work,

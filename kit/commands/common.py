@@ -9,7 +9,7 @@ from typing import Any
 
 from kit.errors import BadInput
 
-__all__ = ["BadInput", "check_names", "command_line", "parse_path_options", "split"]
+__all__ = ["BadInput", "check_names", "checked_path_options", "command_line", "parse_path_options", "split"]
 
 
 def split(values: tuple[str, ...]) -> list[str]:
@@ -41,4 +41,17 @@ def parse_path_options(values: tuple[str, ...]) -> dict[str, Any]:
             opts[key] = json.loads(raw)
         except json.JSONDecodeError:
             opts[key] = raw
+    return opts
+
+
+def checked_path_options(
+    values: tuple[str, ...], paths: list[str], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``--option`` pairs (plus ``extra``, options a command sets itself) checked against the
+    families of ``paths`` before any cell starts: an unknown key or a bad value is `BadInput`.
+    Returns the raw dict, which travels to each cell (the path reads its typed options from it)."""
+    from kit.paths.base import check_path_options
+
+    opts = {**parse_path_options(values), **(extra or {})}
+    check_path_options(paths, opts)
     return opts

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from kit.commands.common import BadInput as _BadInput
-from kit.commands.common import parse_path_options
-from kit.compare.int8 import markdown_table, run_comparison, write_outputs
+from kit.commands.common import checked_path_options
+from kit.compare.int8 import markdown_table, plan_rows, run_comparison, write_outputs
 
 # --------------------------------------------------------------------------- command
 
@@ -68,9 +68,9 @@ def compare_int8(
     """FP32 and every INT8 method side by side: latency, speedup, size, fidelity, provider."""
     device_list = [d for d in devices.replace(",", " ").split() if d]
     _check_inputs(model, device_list, profile, calibration)
-    path_options = parse_path_options(options)
-    if calibration:
-        path_options["calibration_dir"] = str(Path(calibration).resolve())
+    extra = {"calibration_dir": str(Path(calibration).resolve())} if calibration else {}
+    paths = list(dict.fromkeys(r.path for r in plan_rows(device_list)))
+    path_options = checked_path_options(options, paths, extra)
     out = out or Path("results") / "compare-int8" / model
     table = run_comparison(
         model,

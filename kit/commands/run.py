@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kit.commands.common import BadInput, check_names, command_line, parse_path_options, split
+from kit.commands.common import BadInput, check_names, checked_path_options, command_line, split
 
 DEFAULT_RESULTS_ROOT = Path("results")
 
@@ -103,7 +103,8 @@ def bench(
     if batch_size < 1:
         raise BadInput("--batch-size must be >= 1")
     out = out or DEFAULT_RESULTS_ROOT / machine_tag()
-    opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), parse_path_options(path_option))
+    path_options = checked_path_options(path_option, [path_name])
+    opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), path_options)
     from kit.results.store import Cell, cell_file, read_result
 
     cell = Cell(model, path_name, device, batch_size)
@@ -184,7 +185,8 @@ def reproduce(
     _validate_matrix_names(models, paths, devices)
     batch_sizes = _parse_sweep(batch_opt) or [1]
     out = out or DEFAULT_RESULTS_ROOT / rp.machine_tag()
-    opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), parse_path_options(path_option))
+    path_options = checked_path_options(path_option, paths)
+    opts = _run_options(out, profile, weights, seed, _parse_sweep(batch_sweep), path_options)
     cells = rp.plan_matrix(models, paths, devices, batch_sizes, defaults_only=not split(paths_opt))
     if shard:
         from kit.run.shard import parse_shard, shard_cells, write_shard_manifest
@@ -195,15 +197,10 @@ def reproduce(
             raise BadInput(str(exc)) from None
         planned, cells = cells, shard_cells(cells, k, n, profile)
         write_shard_manifest(out, planned, k, n, cells, profile)
-    if ray_address and executor_name != "ray":
-        raise BadInput("--address is for --executor ray")
     try:
-        if executor_name == "ray":
-            from kit.run.ray_executor import RayExecutor
-
-            executor = RayExecutor(address=ray_address)
-        else:
-            executor = make_executor(executor_name)
+        executor = make_executor(executor_name, address=ray_address)
+    except ValueError:
+        raise BadInput("--address is for --executor ray") from None
     except (KeyError, ImportError) as exc:
         raise BadInput(exc.args[0] if exc.args else str(exc)) from None
     click.echo(f"qkit reproduce: {len(cells)} cells -> {out} (profile {profile}, executor {executor.name})")

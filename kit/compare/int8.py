@@ -1,8 +1,9 @@
 """``qkit compare-int8``: every INT8 method beside its FP32 baseline, on the same inputs.
 
-For one model and batch size, on each device asked for: torch-fp32 and ort-fp32 (the baselines),
-then every INT8 method the kit has (ORT dynamic and static QDQ, torch.ao dynamic, bitsandbytes
-LLM.int8) on every provider that can run it. Cells go through the library runner
+For one model and batch size, on each device asked for: every INT8 method the kit has (the
+registry's paths of precision int8: torch.ao dynamic, bitsandbytes LLM.int8, ORT dynamic and static
+QDQ) on every device and provider its path declares, each beside its declared FP32 baseline
+(torch-fp32, ort-fp32). Cells go through the library runner
 (`kit.run.reproduce.reproduce`, one child process per cell), so each row is an ordinary result
 document under ``--out``. A row that cannot run here stays in the table with its reason.
 
@@ -24,9 +25,11 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import click
+
+from kit.paths.base import DEVICES, path_facts, reference_path
 
 TENSORRT_DIR = "provider-tensorrt"
 CHART_FILE = "compare-int8.png"
@@ -49,7 +52,8 @@ class Row:
 
     @property
     def runtime(self) -> str:
-        return "onnxruntime" if self.path.startswith("ort-") else "torch"
+        facts = path_facts().get(self.path)
+        return facts.runtime if facts is not None else "torch"
 
     def label(self) -> str:
         where = self.device if not self.provider else f"{self.device}/{self.provider}"
@@ -57,34 +61,28 @@ class Row:
 
 
 def plan_rows(devices: list[str]) -> list[Row]:
-    """The rows of the comparison, baselines first on each device."""
+    """The rows of the comparison, from the path registry: per device (in DEVICES order) and
+    provider (the device's default, then the ones the paths declare), the FP32 baselines the INT8
+    rows need, then the INT8 rows, each in display order."""
+    facts = path_facts()
+    int8 = [f for f in facts.values() if f.is_int8]
     rows: list[Row] = []
-    if "cpu" in devices:
-        rows += [
-            Row("torch-fp32", "cpu", role="baseline"),
-            Row("ort-fp32", "cpu", role="baseline"),
-            Row("torch-int8-dynamic", "cpu"),
-            Row("ort-int8-dynamic", "cpu"),
-            Row("ort-int8-static-qdq", "cpu"),
-            Row("bnb-int8", "cpu"),
-        ]
-    if "cuda" in devices:
-        rows += [
-            Row("torch-fp32", "cuda", role="baseline"),
-            Row("ort-fp32", "cuda", role="baseline"),
-            Row("ort-int8-static-qdq", "cuda"),
-            Row("bnb-int8", "cuda"),
-            Row("ort-fp32", "cuda", "tensorrt", role="baseline"),
-            Row("ort-int8-static-qdq", "cuda", "tensorrt"),
-        ]
+    for device in (d for d in DEVICES if d in devices):
+        groups = dict.fromkeys(p for f in int8 if f.runs_on(device) for p in f.providers[device])
+        for provider in groups:
+            methods = [Row(f.name, device, provider) for f in int8 if provider in f.providers.get(device, ())]
+            bases = dict.fromkeys(baseline_of(r) for r in methods)
+            rows += sorted(bases, key=lambda r: facts[r.path].order)
+            rows += methods
     return rows
 
 
 def baseline_of(row: Row) -> Row:
-    """The FP32 row a row is compared with: same runtime, device and provider."""
-    if row.runtime == "onnxruntime":
-        return Row("ort-fp32", row.device, row.provider, role="baseline")
-    return Row("torch-fp32", row.device, role="baseline")
+    """The FP32 row a row is compared with: the path's declared baseline (same runtime), on the
+    same device and provider."""
+    facts = path_facts().get(row.path)
+    base = facts.baseline if facts is not None else reference_path()
+    return Row(base, row.device, row.provider, role="baseline")
 
 
 # --------------------------------------------------------------------------- running
@@ -231,8 +229,8 @@ def _entry(row: Row, doc: dict[str, Any]) -> TableRow:
     return entry
 
 
-def _ok(doc: dict[str, Any] | None) -> bool:
-    return bool(doc) and doc.get("status") == "ok" and bool(doc.get("latency"))
+def _ok(doc: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    return doc is not None and doc.get("status") == "ok" and bool(doc.get("latency"))
 
 
 def _add_ratios(entry: TableRow, row: Row, docs: dict[Row, dict[str, Any]]) -> None:
@@ -248,7 +246,7 @@ def _add_ratios(entry: TableRow, row: Row, docs: dict[Row, dict[str, Any]]) -> N
             entry.notes.insert(0, f"SLOWER than {base.path} ({entry.speedup:.2f}x)")
     elif row != base:
         entry.notes.append(f"no speedup: baseline {base.label()} did not run")
-    torch_doc = docs.get(Row("torch-fp32", row.device, role="baseline"))
+    torch_doc = docs.get(Row(reference_path(), row.device, role="baseline"))
     if row.runtime == "onnxruntime" and _ok(torch_doc) and entry.p50_ms:
         entry.speedup_vs_torch_fp32 = torch_doc["latency"]["p50"] / entry.p50_ms
 
@@ -352,7 +350,7 @@ def plot_chart(model: str, batch_size: int, table: list[dict[str, Any]], target:
 
 
 def _group_name(r: dict[str, Any]) -> str:
-    if r["path"].startswith("ort-"):
+    if Row(r["path"], r["device"]).runtime == "onnxruntime":
         provider = (r["provider"] or "default provider").replace("ExecutionProvider", " EP")
         return f"{r['device']} / ONNX Runtime {provider}"
     return f"{r['device']} / PyTorch"

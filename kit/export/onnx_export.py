@@ -533,7 +533,7 @@ def _resave(source: Path, target: Path, external: bool) -> None:
 
 def check_export(onnx_path: Path, inputs: np.ndarray, expected: np.ndarray) -> dict[str, Any]:
     """Run the export with ORT (CPU, the kit's session options) and compare with PyTorch."""
-    from kit.paths.ort_support import session_options
+    from kit.export.ort_runtime import session_options
 
     options = session_options(record_assignment=False)
     try:

@@ -9,8 +9,9 @@ across a batch). Counts are cached in ``<cache>/flops.json`` keyed by model id, 
 digest of the architecture, so each model is counted once per machine.
 
 ``achieved = flops per forward / median latency``. The peak is the card's dense rate for the math
-the path actually runs, from ``kit.hardware.gpus`` (imported defensively: None where it is
-missing or the card is not in it): FP32 cells use the TF32 tensor rate when TF32 matmuls were on,
+the path actually runs (the path's declared ``math_class``, refined by the cell), from
+``kit.hardware.gpus`` (None with the reason where the card is not in it):
+FP32 cells use the TF32 tensor rate when TF32 matmuls were on,
 FP16/BF16 and 4-bit (dequantized to fp16/bf16) cells the FP16 tensor rate, LLM.int8 and other
 int8 cells the INT8 tensor rate.
 """
@@ -20,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from kit.hardware.gpus import find_gpu
 
 METHOD = "torch.utils.flop_counter.FlopCounterMode, 1 MAC = 2 FLOPs"
 CACHE_FILE = "flops.json"
@@ -49,9 +51,11 @@ def cache_key(spec: Any) -> str:
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
+    from kit.documents import DocumentError, read_json
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path)
+    except DocumentError:  # missing, unreadable or not JSON: only costs a recount
         return {}
     if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
         return {}
@@ -61,15 +65,14 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 def _write_cache(path: Path, key: str, entry: dict[str, Any]) -> None:
     """Merge ``entry`` into the cache file atomically (re-read first: cells write concurrently)."""
+    from kit.documents import write_json
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         entries = _read_cache(path)
         entries[key] = entry
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".flops-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"version": _CACHE_VERSION, "entries": entries}, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except OSError:
+        write_json(path, {"version": _CACHE_VERSION, "entries": dict(sorted(entries.items()))})
+    except (OSError, ValueError):
         return  # a read-only cache only costs a recount
 
 
@@ -189,14 +192,6 @@ def achieved(flops: float, latency_ms: float) -> float | None:
 # --------------------------------------------------------------------------------- peak
 
 
-def _gpu_table() -> Any:
-    try:
-        from kit.hardware import gpus
-    except Exception:
-        return None
-    return gpus if hasattr(gpus, "find_gpu") else None
-
-
 def _tf32_on(math: dict[str, Any] | None) -> bool | None:
     env = (math or {}).get("env") or {}
     override = env["NVIDIA_TF32_OVERRIDE"] if "NVIDIA_TF32_OVERRIDE" in env else os.environ.get("NVIDIA_TF32_OVERRIDE")
@@ -214,27 +209,28 @@ def _tf32_on(math: dict[str, Any] | None) -> bool | None:
 
 
 def math_class(
-    path: str | None, details: dict[str, Any] | None = None, math: dict[str, Any] | None = None
+    declared: str | None, details: dict[str, Any] | None = None, math: dict[str, Any] | None = None
 ) -> tuple[str | None, str]:
-    """The tensor math a path's matmuls run in: fp32 | tf32 | fp16 | bf16 | int8, and why."""
-    p = (path or "").lower()
-    d = details or {}
-    if "int8" in p:
+    """The tensor math a cell's matmuls ran in: fp32 | tf32 | fp16 | bf16 | int8, and why.
+
+    ``declared`` is the path's declared ``math_class`` (kit.paths.base.MATH_CLASSES; the caller
+    reads it from the path: measurement sits below the paths and does not import them). The cell
+    refines it where the class depends on how it ran: 4-bit weights run in their compute dtype
+    (``details['settings']['compute_dtype']``), FP32 in TF32 when TF32 matmuls were on.
+    """
+    if declared == "int8":
         return "int8", "int8 matmuls (LLM.int8 / dynamic or static int8): INT8 tensor rate"
-    if "nf4" in p or "fp4" in p or "int4" in p:
-        compute = str((d.get("settings") or {}).get("compute_dtype") or "float16")
+    if declared == "int4":
+        compute = str(((details or {}).get("settings") or {}).get("compute_dtype") or "float16")
         cls = "bf16" if "bfloat16" in compute else "fp16"
         return cls, f"4-bit weights dequantized to {compute} for the matmul: {cls.upper()} tensor rate"
-    if "bf16" in p:
-        return "bf16", "bf16 weights and activations: BF16 tensor rate"
-    if "fp16" in p or "half" in p:
-        return "fp16", "fp16 weights and activations: FP16 tensor rate"
-    if "fp32" in p:
-        tf32 = _tf32_on(math)
-        if tf32:
+    if declared in ("fp16", "bf16"):
+        return declared, f"{declared} weights and activations: {declared.upper()} tensor rate"
+    if declared == "fp32":
+        if _tf32_on(math):
             return "tf32", "FP32 with TF32 matmuls on: TF32 tensor rate"
         return "fp32", "FP32 with TF32 off: FP32 (CUDA core) rate"
-    return None, f"no math class known for path {path!r}"
+    return None, f"no math class known ({declared!r})"
 
 
 def peak_tflops(gpu_name: str | None, cls: str | None) -> dict[str, Any]:
@@ -243,11 +239,7 @@ def peak_tflops(gpu_name: str | None, cls: str | None) -> dict[str, Any]:
     if not gpu_name:
         out["reason"] = "no GPU in this cell (CPU): no peak table for CPUs"
         return out
-    table = _gpu_table()
-    if table is None:
-        out["reason"] = "kit.hardware.gpus not available"
-        return out
-    spec = table.find_gpu(gpu_name)
+    spec = find_gpu(gpu_name)
     if spec is None:
         out["reason"] = f"{gpu_name!r} is not in kit.hardware.gpus"
         return out
@@ -262,11 +254,12 @@ def peak_tflops(gpu_name: str | None, cls: str | None) -> dict[str, Any]:
     out["source"] = getattr(spec, "source", None)
     if getattr(spec, "note", ""):
         out["table_note"] = spec.note
-    if cls not in values or values[cls][0] is None:
+    peak, kind = values.get(cls or "", (None, None))
+    if peak is None:
         out["reason"] = f"no {cls} peak for {out['gpu_table_entry']}"
         return out
-    out["peak_tflops"] = float(values[cls][0])
-    out["peak_kind"] = values[cls][1]
+    out["peak_tflops"] = float(peak)
+    out["peak_kind"] = kind
     return out
 
 
@@ -277,21 +270,22 @@ def compute_section(
     p50_ms: float | None,
     gpu_name: str | None,
     *,
-    path: str | None = None,
+    declared_math: str | None = None,
     details: dict[str, Any] | None = None,
     math: dict[str, Any] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """The result document's ``compute`` field for one cell.
 
-    ``path``/``details``/``math`` (the cell's path name, its ``path_info`` and ``math_settings()``)
-    pick the peak that matches the math that ran; without them no peak is chosen.
+    ``declared_math``/``details``/``math`` (the path's declared ``math_class``, the cell's
+    ``path_info`` and ``math_settings()``) pick the peak that matches the math that ran; without
+    them no peak is chosen.
     """
     counted = count_flops(spec, model, cache_dir=cache_dir)
     per_sample = counted.get("flops_per_sample")
     flops = per_sample * batch_size if per_sample is not None else None
     rate = achieved(flops, p50_ms) if flops is not None and p50_ms is not None else None
-    cls, cls_reason = math_class(path, details, math) if path else (None, "path not given")
+    cls, cls_reason = math_class(declared_math, details, math) if declared_math else (None, "math class not given")
     peak = peak_tflops(gpu_name, cls)
     fraction = rate / peak["peak_tflops"] if rate is not None and peak.get("peak_tflops") else None
     section: dict[str, Any] = {

@@ -41,9 +41,10 @@ Settings, each recorded in the result (``details``) with where it came from
   loader forced when no dtype was given: the study's stack, and LLM.int8's design; bitsandbytes
   casts LLM.int8 inputs to fp16 anyway).
 
-Path options (``qkit run --option KEY=VALUE``): ``bnb.llm_int8_threshold`` (float),
-``bnb.skip_modules`` (JSON list of module names, or ``[]`` for none), ``bnb.compute_dtype``
-(``bfloat16`` | ``float16`` | ``float32``), ``bnb.double_quant`` (bool), ``bnb.float_dtype``.
+Path options (`BnbOptions`, ``--option KEY=VALUE``, checked by the commands before any cell
+starts): ``bnb.llm_int8_threshold`` (float >= 0), ``bnb.skip_modules`` (JSON list of module names,
+a comma-separated string, or ``[]`` for none), ``bnb.compute_dtype`` (``bfloat16`` | ``float16`` |
+``float32``), ``bnb.double_quant`` (bool), ``bnb.float_dtype`` (as compute_dtype).
 
 Proof that the method ran
 -------------------------
@@ -63,21 +64,30 @@ from __future__ import annotations
 
 import gc
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from kit.measure.memory import weight_bytes_by_dtype
 from kit.paths.base import (
     PathFailed,
+    PathOptions,
     PathUnavailable,
     PrecisionPath,
     PrepareContext,
     PreparedModel,
+    StackLimit,
+    choice,
+    opt,
     parse_bool,
+    parse_float,
+    parse_names,
+    per_device,
     register_path,
 )
 from kit.paths.bnb_support import (
     CPU_4BIT_BLOCK_N,
+    CPU_BACKEND_NOTE,
     cpu_4bit_kernel,
     has_avx512bf16,
     import_bnb,
@@ -91,7 +101,6 @@ DEFAULT_LLM_INT8_THRESHOLD = 6.0
 # Largest (quantized codes + scales) / FP32 bytes of the replaced Linear weights (see docstring).
 LAYER_RATIO_LIMIT: dict[str, float] = {"int8": 0.30, "nf4": 0.17, "fp4": 0.17}
 OPTION_PREFIX = "bnb."
-OPTION_KEYS = ("llm_int8_threshold", "skip_modules", "compute_dtype", "double_quant", "float_dtype")
 _DTYPES = ("float32", "float16", "bfloat16")
 _MAX_NAMES = 24  # module names listed in a result before "... and N more"
 
@@ -99,30 +108,46 @@ _MAX_NAMES = 24  # module names listed in a result before "... and N more"
 # --------------------------------------------------------------------------------- settings
 
 
-def _option(ctx_options: dict[str, Any], key: str) -> Any:
-    return ctx_options.get(OPTION_PREFIX + key)
-
-
-def check_options(options: dict[str, Any]) -> None:
-    unknown = [k for k in options if k.startswith(OPTION_PREFIX) and k[len(OPTION_PREFIX) :] not in OPTION_KEYS]
-    if unknown:
-        valid = ", ".join(OPTION_PREFIX + k for k in OPTION_KEYS)
-        raise PathFailed(f"unknown bitsandbytes option(s) {', '.join(sorted(unknown))}; valid: {valid}")
-
-
-def _dtype_option(value: Any, key: str) -> str:
-    text = str(value).replace("torch.", "")
+def _dtype(value: Any) -> str:
+    text = str(value).strip().replace("torch.", "")
     text = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "half": "float16"}.get(text, text)
     if text not in _DTYPES:
-        raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected one of {', '.join(_DTYPES)}")
+        raise ValueError(f"expected one of {', '.join(_DTYPES)}")
     return text
 
 
-def _bool_option(value: Any, key: str) -> bool:
+def _bool(value: Any) -> bool:
     try:
         return parse_bool(value)
     except ValueError:
-        raise PathFailed(f"option {OPTION_PREFIX}{key}={value!r}: expected true or false") from None
+        raise ValueError("expected true or false") from None
+
+
+def _number(value: Any) -> float:
+    try:
+        return parse_float(value)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+@dataclass(frozen=True)
+class BnbOptions(PathOptions):
+    """The bitsandbytes paths' options (``bnb.`` keys). None: the device's default (module docstring)."""
+
+    family = "bitsandbytes"
+    prefix = OPTION_PREFIX
+
+    llm_int8_threshold: float | None = opt(None, _number, "LLM.int8 outlier threshold (default 6.0)")
+    skip_modules: tuple[str, ...] | None = opt(None, parse_names, "modules kept in float", blank=())
+    compute_dtype: str | None = opt(None, _dtype, "4-bit compute dtype")
+    double_quant: bool | None = opt(None, _bool, "4-bit double quantization (default off)")
+    float_dtype: str | None = opt(None, _dtype, "dtype of the layers left in float and the activations")
+
+    def __post_init__(self) -> None:
+        for name in ("compute_dtype", "float_dtype"):
+            choice(name, getattr(self, name), _DTYPES, OPTION_PREFIX)
+        if self.llm_int8_threshold is not None and not self.llm_int8_threshold >= 0:
+            raise ValueError(f"{OPTION_PREFIX}llm_int8_threshold={self.llm_int8_threshold!r}: expected a number >= 0")
 
 
 def head_modules(model: Any) -> list[str]:
@@ -402,58 +427,53 @@ def _device_map(device: str) -> dict[str, Any]:
 
 
 class BnbPath(PrecisionPath):
-    """One bitsandbytes method; subclasses set ``method``."""
+    """One bitsandbytes method; subclasses set ``quant_type`` (int8 | nf4 | fp4)."""
 
     family: ClassVar[str] = "bitsandbytes"
+    runtime: ClassVar[str] = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
-    method: ClassVar[str]
+    baseline: ClassVar[str] = "torch-fp32"
+    prepare_steps: ClassVar[tuple[str, ...]] = ("bnb-load",)
+    # The study's bitsandbytes (0.42) had CUDA kernels only.
+    stack_limits = (StackLimit("bitsandbytes", "0.46", ("cuda",), CPU_BACKEND_NOTE),)
+    options_class = BnbOptions
+    quant_type: ClassVar[str]
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = self.supports_device(device)
         if not ok:
             return ok, why
-        return method_status(self.method, device)
+        return method_status(self.quant_type, device)
 
     # ------------------------------------------------------------------ settings
     def settings(self, ctx: PrepareContext, float_model: Any) -> dict[str, Any]:
-        opts = ctx.options
-        check_options(opts)
+        opts = self.options(ctx)
+        assert isinstance(opts, BnbOptions)
         cuda = ctx.device == "cuda"
         s: dict[str, Any] = {}
-        float_dtype = _option(opts, "float_dtype")
-        s["float_dtype"] = (
-            _dtype_option(float_dtype, "float_dtype") if float_dtype else ("float16" if cuda else "float32")
-        )
+        s["float_dtype"] = opts.float_dtype or ("float16" if cuda else "float32")
         s["float_dtype_source"] = (
             "option"
-            if float_dtype
+            if opts.float_dtype
             else (
                 "default on cuda: float16, transformers 4.x's bitsandbytes loader default (the study's stack)"
                 if cuda
                 else "default on cpu: float32, so the comparison with FP32 isolates the quantized Linears"
             )
         )
-        skip = _option(opts, "skip_modules")
-        if skip is None:
+        if opts.skip_modules is None:
             requested = head_modules(float_model)
             s["skip_modules_source"] = (
                 "default: Linear heads outside the base model (transformers 4.x's default; passed "
                 "explicitly because transformers 5.x's default misses the classifier)"
             )
         else:
-            if isinstance(skip, str):
-                skip = [] if skip.lower() in ("", "none", "[]") else [x.strip() for x in skip.split(",") if x.strip()]
-            if not isinstance(skip, list) or not all(isinstance(x, str) for x in skip):
-                raise PathFailed(f"option {OPTION_PREFIX}skip_modules={skip!r}: expected a list of module names")
-            requested = list(skip)
+            requested = list(opts.skip_modules)
             s["skip_modules_source"] = "option"
         s["skip_modules"] = list(requested)
-        if self.method == "int8":
-            thr = _option(opts, "llm_int8_threshold")
-            try:
-                s["llm_int8_threshold"] = float(thr) if thr is not None else DEFAULT_LLM_INT8_THRESHOLD
-            except (TypeError, ValueError):
-                raise PathFailed(f"option {OPTION_PREFIX}llm_int8_threshold={thr!r}: expected a number") from None
+        if self.quant_type == "int8":
+            thr = opts.llm_int8_threshold
+            s["llm_int8_threshold"] = thr if thr is not None else DEFAULT_LLM_INT8_THRESHOLD
             s["llm_int8_threshold_source"] = (
                 "option"
                 if thr is not None
@@ -463,8 +483,8 @@ class BnbPath(PrecisionPath):
                 )
             )
         else:
-            cd = _option(opts, "compute_dtype")
-            s["compute_dtype"] = _dtype_option(cd, "compute_dtype") if cd else ("float16" if cuda else "bfloat16")
+            cd = opts.compute_dtype
+            s["compute_dtype"] = cd or ("float16" if cuda else "bfloat16")
             s["compute_dtype_source"] = (
                 "option"
                 if cd
@@ -476,11 +496,10 @@ class BnbPath(PrecisionPath):
                     "computes in (it casts other inputs to bf16 and back)"
                 )
             )
-            dq = _option(opts, "double_quant")
-            s["double_quant"] = _bool_option(dq, "double_quant") if dq is not None else False
+            s["double_quant"] = bool(opts.double_quant)
             s["double_quant_source"] = (
                 "option"
-                if dq is not None
+                if opts.double_quant is not None
                 else ("default off: transformers' BitsAndBytesConfig default (bnb_4bit_use_double_quant=False)")
             )
         return s
@@ -489,7 +508,7 @@ class BnbPath(PrecisionPath):
         import torch
         from transformers import BitsAndBytesConfig
 
-        if self.method == "int8":
+        if self.quant_type == "int8":
             return BitsAndBytesConfig(
                 load_in_8bit=True,
                 llm_int8_threshold=s["llm_int8_threshold"],
@@ -497,7 +516,7 @@ class BnbPath(PrecisionPath):
             )
         return BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type=self.method,
+            bnb_4bit_quant_type=self.quant_type,
             bnb_4bit_compute_dtype=getattr(torch, s["compute_dtype"]),
             bnb_4bit_use_double_quant=s["double_quant"],
             llm_int8_skip_modules=list(s["skip_modules"]),
@@ -597,8 +616,8 @@ class BnbPath(PrecisionPath):
             weights_alloc_mb = torch.cuda.memory_allocated() / 2**20
 
         info = inspect_bnb_model(model, bnb)
-        verify_bnb_model(self.name, self.method, info, float_bytes)
-        cpu_4bit = ctx.device == "cpu" and self.method != "int8"
+        verify_bnb_model(self.name, self.quant_type, info, float_bytes)
+        cpu_4bit = ctx.device == "cpu" and self.quant_type != "int8"
         generic = route_cpu_4bit_layers(model, s["compute_dtype"]) if cpu_4bit else []
         details = self.describe(ctx, s, info, float_bytes, float_by_dtype, n_linear, source_note, attn)
         if cpu_4bit:
@@ -674,19 +693,19 @@ class BnbPath(PrecisionPath):
             "proof": {
                 **{k: v for k, v in info.items() if k not in ("weight_bytes_by_dtype", "weight_bytes")},
                 "linear_layers_in_float_model": n_linear,
-                "layer_ratio_limit": LAYER_RATIO_LIMIT[self.method],
+                "layer_ratio_limit": LAYER_RATIO_LIMIT[self.quant_type],
                 "float_model_weight_bytes": float_bytes,
                 "float_model_weight_bytes_by_dtype": float_by_dtype,
                 "weight_bytes": info["weight_bytes"],
                 "weight_ratio_vs_float_model": info["weight_bytes"] / float_bytes if float_bytes else None,
                 "checks": (
-                    f">= 1 Linear replaced by the {self.method} class with a quantized weight; no layer of "
-                    f"the other method; replaced-weight ratio <= {LAYER_RATIO_LIMIT[self.method]}x FP32; "
+                    f">= 1 Linear replaced by the {self.quant_type} class with a quantized weight; no layer of "
+                    f"the other method; replaced-weight ratio <= {LAYER_RATIO_LIMIT[self.quant_type]}x FP32; "
                     "whole-model weight bytes < the FP32 model's"
                 ),
             },
         }
-        if self.method == "int8" and s["float_dtype"] != "float16":
+        if self.quant_type == "int8" and s["float_dtype"] != "float16":
             details["activation_cast"] = (
                 f"bitsandbytes' MatMul8bitLt casts {s['float_dtype']} activations to float16 before "
                 "quantizing them (its per-call warning is filtered so it is not timed)"
@@ -703,8 +722,13 @@ class BnbPath(PrecisionPath):
 @register_path
 class BnbInt8(BnbPath):
     name = "bnb-int8"
-    method = "int8"
+    quant_type = "int8"
     description = "bitsandbytes LLM.int8 (Linear8bitLt, outlier threshold 6.0) via transformers' loader"
+    method = "LLM.int8 (bitsandbytes)"
+    precision = math_class = "int8"
+    # Slow CPU kernels; LLM.int8's outlier decomposition is slower than FP16 at batch 1.
+    cost = per_device(cpu=6.0, cuda=1.5)
+    order = 50
 
     def method_text(self, s: dict[str, Any]) -> str:
         return (
@@ -718,17 +742,20 @@ class BnbInt8(BnbPath):
 
 
 class _Bnb4Bit(BnbPath):
+    precision = math_class = "int4"
+    cost = per_device(cpu=4.0, cuda=0.8)
+
     def method_text(self, s: dict[str, Any]) -> str:
         return (
-            f"bitsandbytes {self.method.upper()} (Linear4bit): 4-bit {self.method} weights in blocks of 64 "
+            f"bitsandbytes {self.quant_type.upper()} (Linear4bit): 4-bit {self.quant_type} weights in blocks of 64 "
             f"with absmax scales{' (double-quantized)' if s['double_quant'] else ''}, dequantized "
             f"to {s['compute_dtype']} for the matmul; BitsAndBytesConfig(load_in_4bit=True, "
-            f"bnb_4bit_quant_type={self.method!r}) on a float state dict"
+            f"bnb_4bit_quant_type={self.quant_type!r}) on a float state dict"
         )
 
     def dtype_text(self, s: dict[str, Any]) -> str:
         return (
-            f"{self.method} Linear weights / {s['compute_dtype']} compute / {s['float_dtype']} other "
+            f"{self.quant_type} Linear weights / {s['compute_dtype']} compute / {s['float_dtype']} other "
             "layers and activations"
         )
 
@@ -736,15 +763,19 @@ class _Bnb4Bit(BnbPath):
 @register_path
 class BnbNF4(_Bnb4Bit):
     name = "bnb-nf4"
-    method = "nf4"
+    quant_type = "nf4"
     description = "bitsandbytes NF4 (Linear4bit, quant_type nf4) via transformers' loader"
+    method = "NF4 4-bit (bitsandbytes)"
+    order = 60
 
 
 @register_path
 class BnbFP4(_Bnb4Bit):
     name = "bnb-fp4"
-    method = "fp4"
+    quant_type = "fp4"
     description = "bitsandbytes FP4 (Linear4bit, quant_type fp4) via transformers' loader"
+    method = "FP4 4-bit (bitsandbytes)"
+    order = 70
     # Not a method of the study: runnable on request (--paths bnb-fp4), not in the default matrix.
     default_devices = ()
     default_devices_reason = "FP4 is not one of the study's methods"

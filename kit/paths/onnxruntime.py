@@ -20,37 +20,46 @@ drops when the session is made, is a skipped cell with the reason, never a silen
 shows any node ORT still gave to the CPU. (One result directory holds one provider per cell:
 ``qkit compare-int8`` writes TensorRT cells to their own directory.)
 
-Other path options (strings from the command line are parsed): ``intra_op_threads``,
-``exporter`` (dynamo | legacy), ``calibration_dir``, ``calibration_samples`` (default 8),
-``calibration_method`` (MinMax | Entropy | Percentile), ``static_per_channel``,
-``static_op_types``, ``static_activation_type``, ``dynamic_per_channel``, ``dynamic_op_types``,
-``dynamic_weight_type``, ``dynamic_reduce_range``, ``trt_fp16`` (INT8 on TensorRT: FP16 for
-the layers left unquantized, default on).
+Other path options (`OrtOptions`; strings from the command line are parsed, and the commands check
+them before any cell starts): ``intra_op_threads``, ``exporter`` (dynamo | legacy),
+``calibration_dir``, ``calibration_samples`` (default 8), ``calibration_method`` (MinMax | Entropy
+| Percentile), ``static_per_channel``, ``static_op_types``, ``static_activation_type``,
+``dynamic_per_channel``, ``dynamic_op_types``, ``dynamic_weight_type``, ``dynamic_reduce_range``,
+``trt_fp16`` (INT8 on TensorRT: FP16 for the layers left unquantized, default on).
 """
 
 from __future__ import annotations
 
 import gc
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from kit.paths.base import (
-    PathFailed,
-    PathUnavailable,
-    PrecisionPath,
-    PrepareContext,
-    PreparedModel,
-    parse_bool,
-    register_path,
-)
-from kit.paths.ort_support import (
+from kit.export.ort_runtime import (
     ort_import_status,
+    provider_name,
     provider_status,
     resolve_provider,
     session_options,
     session_record,
+)
+from kit.paths.base import (
+    PathFailed,
+    PathOptions,
+    PathUnavailable,
+    PrecisionPath,
+    PrepareContext,
+    PreparedModel,
+    choice,
+    opt,
+    parse_bool,
+    parse_int,
+    parse_names,
+    parse_text,
+    per_device,
+    register_path,
 )
 
 SANITY_SEED = 0x5A17  # the all-zero / NaN check's image: apart from every other seed
@@ -64,34 +73,57 @@ CPU_TIMING = "session.run on a float32 numpy input (ORT reads it in place)"
 
 # --------------------------------------------------------------------------- options
 
-
-_bool = parse_bool
-
-
-def _int(value: Any) -> int:
-    return int(str(value).strip())
-
-
-def _ops(value: Any) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
-    return tuple(x for x in str(value).replace(",", " ").split() if x)
+# Kept here rather than imported from kit.quantize.ort_quant, which imports onnx-side code: the
+# options must be checkable where onnxruntime is not installed. tests/test_path_facts.py checks
+# they match the quantizer's.
+DEFAULT_CALIBRATION_SAMPLES = 8
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+QUANT_TYPES = ("QInt8", "QUInt8")
+EXPORTERS = ("dynamo", "legacy")
 
 
-def option(ctx: PrepareContext, name: str, parse: Any = str, default: Any = None) -> Any:
-    """A path option parsed, or ``default``; a bad value is a skipped cell naming the option."""
-    if name not in ctx.options or ctx.options[name] in (None, ""):
-        return default
-    try:
-        return parse(ctx.options[name])
-    except (TypeError, ValueError) as exc:
-        raise PathUnavailable(f"path option {name}={ctx.options[name]!r} is invalid: {exc}") from None
+def _provider(value: Any) -> str:
+    text = parse_text(value)
+    provider_name(text)  # ValueError naming the valid providers
+    return text
+
+
+@dataclass(frozen=True)
+class OrtOptions(PathOptions):
+    """The ONNX Runtime paths' options. None: the path's (or the provider's) default."""
+
+    family = "onnxruntime"
+
+    provider: str | None = opt(None, _provider, "cpu | cuda | tensorrt (or a full provider name)")
+    intra_op_threads: int | None = opt(None, parse_int, "ORT intra-op threads (default: the usable cores)")
+    exporter: str | None = opt(None, parse_text, "dynamo | legacy (default: dynamo where it runs)")
+    calibration_dir: str | None = opt(None, parse_text, "image folder for static INT8 calibration")
+    calibration_samples: int = opt(DEFAULT_CALIBRATION_SAMPLES, parse_int, "calibration images")
+    calibration_method: str | None = opt(None, parse_text, "MinMax | Entropy | Percentile")
+    static_per_channel: bool | None = opt(None, parse_bool)
+    static_op_types: tuple[str, ...] | None = opt(None, parse_names)
+    static_activation_type: str | None = opt(None, parse_text, "QInt8 | QUInt8")
+    dynamic_per_channel: bool | None = opt(None, parse_bool)
+    dynamic_op_types: tuple[str, ...] | None = opt(None, parse_names)
+    dynamic_weight_type: str | None = opt(None, parse_text, "QInt8 | QUInt8")
+    dynamic_reduce_range: bool | None = opt(None, parse_bool)
+    trt_fp16: bool = opt(True, parse_bool, "INT8 on TensorRT: FP16 for the layers left unquantized")
+
+    def __post_init__(self) -> None:
+        choice("exporter", self.exporter, EXPORTERS)
+        choice("calibration_method", self.calibration_method, CALIBRATION_METHODS)
+        choice("static_activation_type", self.static_activation_type, QUANT_TYPES)
+        choice("dynamic_weight_type", self.dynamic_weight_type, QUANT_TYPES)
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise ValueError(f"intra_op_threads={self.intra_op_threads}: expected >= 1")
+        if self.calibration_samples < 1:
+            raise ValueError(f"calibration_samples={self.calibration_samples}: expected >= 1")
 
 
 # --------------------------------------------------------------------------- provider options
 
 
-def provider_list(provider: str, path_kind: str, ctx: PrepareContext) -> list[Any]:
+def provider_list(provider: str, path_kind: str, ctx: PrepareContext, options: OrtOptions) -> list[Any]:
     """The ``providers`` argument for the session: (name, options) pairs, most preferred first."""
     if provider == "CPUExecutionProvider":
         return [("CPUExecutionProvider", {})]
@@ -105,7 +137,7 @@ def provider_list(provider: str, path_kind: str, ctx: PrepareContext) -> list[An
     trt: dict[str, Any] = {
         "device_id": 0,
         # FP16 path: FP16 kernels; INT8 path: FP16 for the layers left unquantized (option trt_fp16).
-        "trt_fp16_enable": path_kind == "fp16" or (int8 and option(ctx, "trt_fp16", _bool, True)),
+        "trt_fp16_enable": path_kind == "fp16" or (int8 and options.trt_fp16),
         # Explicit quantization: TensorRT reads the scales from the QDQ nodes (no calibration table).
         "trt_int8_enable": int8,
         "trt_engine_cache_enable": True,
@@ -126,14 +158,19 @@ class OrtPath(PrecisionPath):
     """Shared by the ORT paths: provider checks, export, session, prepared model."""
 
     family: ClassVar[str] = "onnxruntime"
+    runtime: ClassVar[str] = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    baseline: ClassVar[str] = "ort-fp32"
+    prepare_steps: ClassVar[tuple[str, ...]] = ("onnx-export",)
+    # The provider option picks TensorRT on cuda (see the module docstring).
+    extra_providers = per_device(cuda=("tensorrt",))
+    options_class = OrtOptions
     kind: ClassVar[str]
-    device_note: ClassVar[str] = ""
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = self.supports_device(device)
         if not ok:
-            return False, why + (f" ({self.device_note})" if self.device_note else "")
+            return False, why
         ok, why = ort_import_status()
         if not ok:
             return ok, why
@@ -145,11 +182,13 @@ class OrtPath(PrecisionPath):
         return True, ""
 
     def prepare(self, ctx: PrepareContext) -> PreparedModel:
-        provider = self._provider(ctx)
-        export = self._export(ctx)
-        model_path, method, made_here = self.make_model(ctx, export, provider)
-        providers = provider_list(provider, self.kind, ctx)
-        options = session_options(option(ctx, "intra_op_threads", _int))
+        opts = self.options(ctx)
+        assert isinstance(opts, OrtOptions)
+        provider = self._provider(ctx, opts)
+        export = self._export(ctx, opts)
+        model_path, method, made_here = self.make_model(ctx, export, provider, opts)
+        providers = provider_list(provider, self.kind, ctx, opts)
+        options = session_options(opts.intra_op_threads)
         session = self._session(model_path, options, providers, provider)
         info = session_record(session, options, _requested_options(providers))
         input_name = session.get_inputs()[0].name
@@ -177,9 +216,9 @@ class OrtPath(PrecisionPath):
 
     # ----------------------------------------------------------------- steps
 
-    def _provider(self, ctx: PrepareContext) -> str:
+    def _provider(self, ctx: PrepareContext, opts: OrtOptions) -> str:
         try:
-            provider = resolve_provider(ctx.device, option(ctx, "provider"))
+            provider = resolve_provider(ctx.device, opts.provider)
         except ValueError as exc:
             raise PathUnavailable(str(exc)) from None
         ok, why = provider_status(provider)
@@ -187,7 +226,7 @@ class OrtPath(PrecisionPath):
             raise PathUnavailable(why)
         return provider
 
-    def _export(self, ctx: PrepareContext) -> Any:
+    def _export(self, ctx: PrepareContext, opts: OrtOptions) -> Any:
         from kit.export.onnx_export import ExportCheckFailed, OnnxModelError, get_or_export
 
         try:
@@ -196,7 +235,7 @@ class OrtPath(PrecisionPath):
                 ctx.build_float_model,
                 ctx.cache_dir,
                 ctx.weights_fingerprint,
-                exporter=option(ctx, "exporter"),
+                exporter=opts.exporter,
             )
         except (ExportCheckFailed, OnnxModelError) as exc:
             raise PathFailed(str(exc)) from None
@@ -222,7 +261,9 @@ class OrtPath(PrecisionPath):
 
     # ----------------------------------------------------------------- per path
 
-    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+    def make_model(
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+    ) -> tuple[Path, dict[str, Any], bool]:
         """The model file the session loads, what was done to make it, and whether it was made now."""
         return export.onnx_path, {"transform": None, "quantization": None}, False
 
@@ -340,6 +381,10 @@ class OrtFP32(OrtPath):
     name = "ort-fp32"
     kind = "fp32"
     description = "ONNX Runtime FP32 on the checked ONNX export (CPU, CUDA or TensorRT provider)"
+    method = "FP32 (ONNX Runtime)"
+    precision = math_class = "fp32"
+    cost = per_device(cpu=0.9, cuda=0.6)
+    order = 80
 
     def method_text(self, provider: str) -> str:
         if provider == "TensorrtExecutionProvider":
@@ -355,10 +400,18 @@ class OrtFP16(OrtPath):
     name = "ort-fp16"
     kind = "fp16"
     devices = ("cuda",)
-    device_note = "ORT's CPU provider has FP16 kernels for few ops; FP16 is measured on GPU providers only"
+    device_reasons = per_device(
+        cpu="has FP16 kernels for few ops in ORT's CPU provider; FP16 is measured on GPU providers only"
+    )
     description = "ONNX Runtime FP16: float16-converted graph (CUDA) or TensorRT's FP16 flag"
+    method = "FP16 (ONNX Runtime)"
+    precision = math_class = "fp16"
+    cost = per_device(cuda=0.35)
+    order = 90
 
-    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+    def make_model(
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+    ) -> tuple[Path, dict[str, Any], bool]:
         if provider == "TensorrtExecutionProvider":
             return (
                 export.onnx_path,
@@ -411,31 +464,35 @@ class OrtInt8Dynamic(OrtPath):
     name = "ort-int8-dynamic"
     kind = "int8-dynamic"
     devices = ("cpu",)
-    device_note = (
-        "ORT's dynamic-quantization kernels (DynamicQuantizeMatMul, MatMulIntegerToFloat) exist "
-        "for the CPU provider only; on a GPU provider they would run on the CPU"
+    device_reasons = per_device(
+        cuda="has its dynamic-quantization kernels (DynamicQuantizeMatMul, MatMulIntegerToFloat) in the "
+        "CPU provider only; on a GPU provider they would run on the CPU"
     )
     description = "ONNX Runtime dynamic INT8 (quantize_dynamic: int8 weights, activations quantized per run)"
+    method = "dynamic INT8 (ONNX Runtime quantize_dynamic)"
+    precision = math_class = "int8"
+    cost = per_device(cpu=0.7)
+    prepare_steps = ("onnx-export", "ort-quantize")
+    order = 100
 
-    def settings(self, ctx: PrepareContext) -> Any:
+    def settings(self, opts: OrtOptions) -> Any:
         from kit.quantize.ort_quant import DynamicSettings
 
-        overrides = {
-            "per_channel": option(ctx, "dynamic_per_channel", _bool),
-            "reduce_range": option(ctx, "dynamic_reduce_range", _bool),
-            "weight_type": option(ctx, "dynamic_weight_type"),
-            "op_types": option(ctx, "dynamic_op_types", _ops),
+        overrides: dict[str, Any] = {
+            "per_channel": opts.dynamic_per_channel,
+            "reduce_range": opts.dynamic_reduce_range,
+            "weight_type": opts.dynamic_weight_type,
+            "op_types": opts.dynamic_op_types,
         }
-        try:
-            return DynamicSettings(**{k: v for k, v in overrides.items() if v is not None})
-        except ValueError as exc:
-            raise PathUnavailable(f"bad dynamic quantization option: {exc}") from None
+        return DynamicSettings(**{k: v for k, v in overrides.items() if v is not None})
 
-    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+    def make_model(
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+    ) -> tuple[Path, dict[str, Any], bool]:
         from kit.export.onnx_export import cached_model
         from kit.quantize.ort_quant import quantize_dynamic_file, settings_digest
 
-        settings = self.settings(ctx)
+        settings = self.settings(opts)
         entry = export.directory / "derived" / f"int8-dynamic-{settings_digest(settings.record())}"
 
         def make(target: Path) -> dict[str, Any]:
@@ -455,29 +512,33 @@ class OrtInt8Dynamic(OrtPath):
 class OrtInt8StaticQDQ(OrtPath):
     name = "ort-int8-static-qdq"
     kind = "int8-static-qdq"
+    # cpu and cuda: ORT's CUDA provider runs QDQ models (TensorRT, chosen with provider=tensorrt,
+    # builds INT8 kernels from the QDQ scales).
     description = "ONNX Runtime static INT8 in QDQ format (quantize_static, calibrated activation ranges)"
+    method = "static INT8, QDQ (ONNX Runtime quantize_static)"
+    precision = math_class = "int8"
+    cost = per_device(cpu=0.6, cuda=0.8)
+    prepare_steps = ("onnx-export", "ort-quantize", "ort-calibrate")
+    order = 110
 
-    def settings(self, ctx: PrepareContext, provider: str) -> Any:
-        from kit.quantize.ort_quant import DEFAULT_CALIBRATION_SAMPLES, static_settings_for
+    def settings(self, opts: OrtOptions, provider: str) -> Any:
+        from kit.quantize.ort_quant import static_settings_for
 
-        overrides = {
-            "per_channel": option(ctx, "static_per_channel", _bool),
-            "activation_type": option(ctx, "static_activation_type"),
-            "op_types": option(ctx, "static_op_types", _ops),
-            "calibrate_method": option(ctx, "calibration_method"),
-            "samples": option(ctx, "calibration_samples", _int, DEFAULT_CALIBRATION_SAMPLES),
+        overrides: dict[str, Any] = {
+            "per_channel": opts.static_per_channel,
+            "activation_type": opts.static_activation_type,
+            "op_types": opts.static_op_types,
+            "calibrate_method": opts.calibration_method,
+            "samples": opts.calibration_samples,
         }
         if overrides["activation_type"] == "QUInt8":
             overrides["activation_symmetric"] = False
-        try:
-            return static_settings_for(provider, overrides)
-        except (TypeError, ValueError) as exc:
-            raise PathUnavailable(f"bad static quantization option: {exc}") from None
+        return static_settings_for(provider, overrides)
 
-    def calibration(self, ctx: PrepareContext, samples: int) -> Any:
+    def calibration(self, ctx: PrepareContext, opts: OrtOptions, samples: int) -> Any:
         from kit.quantize.ort_quant import CalibrationError, folder_calibration, synthetic_calibration
 
-        directory = option(ctx, "calibration_dir")
+        directory = opts.calibration_dir
         if not directory:
             return synthetic_calibration(ctx.spec, samples)
         try:
@@ -485,12 +546,14 @@ class OrtInt8StaticQDQ(OrtPath):
         except CalibrationError as exc:
             raise PathUnavailable(str(exc)) from None
 
-    def make_model(self, ctx: PrepareContext, export: Any, provider: str) -> tuple[Path, dict[str, Any], bool]:
+    def make_model(
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+    ) -> tuple[Path, dict[str, Any], bool]:
         from kit.export.onnx_export import INPUT_NAME, cached_model
         from kit.quantize.ort_quant import quantize_static_file, settings_digest
 
-        settings = self.settings(ctx, provider)
-        calibration = self.calibration(ctx, settings.samples)
+        settings = self.settings(opts, provider)
+        calibration = self.calibration(ctx, opts, settings.samples)
         digest = settings_digest(settings.record(), calibration.record)
         entry = export.directory / "derived" / f"int8-static-qdq-{digest}"
 

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from kit.measure.memory import weight_bytes_by_dtype
-from kit.paths.base import PathUnavailable, PrecisionPath, PrepareContext, PreparedModel, register_path
+from kit.paths.base import (
+    PathOptions,
+    PathUnavailable,
+    PrecisionPath,
+    PrepareContext,
+    PreparedModel,
+    per_device,
+    register_path,
+)
+
+
+@dataclass(frozen=True)
+class TorchOptions(PathOptions):
+    """The torch paths take no options: the dtype is the path (``--option`` keys here are refused)."""
+
+    family = "torch"
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -110,7 +126,10 @@ def torch_prepared(model: Any, ctx: PrepareContext, dtype: Any, details: dict[st
 
 class TorchFloatPath(PrecisionPath):
     family: ClassVar[str] = "torch"
+    runtime: ClassVar[str] = "torch"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    baseline: ClassVar[str] = "torch-fp32"
+    options_class = TorchOptions
     dtype_name: ClassVar[str]
 
     def available(self, device: str) -> tuple[bool, str]:
@@ -150,6 +169,11 @@ class TorchFP32(TorchFloatPath):
     name = "torch-fp32"
     dtype_name = "float32"
     description = "PyTorch FP32 (the reference)"
+    method = "FP32 (PyTorch)"
+    precision = math_class = "fp32"
+    cost = per_device(cpu=1.0, cuda=1.0)
+    order = 10
+    reference = True
 
 
 @register_path
@@ -157,6 +181,11 @@ class TorchFP16(TorchFloatPath):
     name = "torch-fp16"
     dtype_name = "float16"
     description = "PyTorch FP16 via model.half(), as the study's .half() conversion"
+    method = "FP16 (PyTorch .half())"
+    precision = math_class = "fp16"
+    # CPUs without native FP16 GEMM upcast per op.
+    cost = per_device(cpu=4.0, cuda=0.4)
+    order = 20
     # The study's FP16 is `.half().cuda()`. On CPUs without AVX512-FP16/AMX-FP16 half-precision
     # GEMMs are converted and run slower than FP32 (measured 3x on ViT-B/16 here), so CPU FP16 is
     # opt-in (`--paths torch-fp16 --devices cpu`) rather than a default cell.
@@ -169,6 +198,11 @@ class TorchBF16(TorchFloatPath):
     name = "torch-bf16"
     dtype_name = "bfloat16"
     description = "PyTorch BF16 via model.to(torch.bfloat16)"
+    method = "BF16 (PyTorch)"
+    precision = math_class = "bf16"
+    # BF16 is native on AVX512-BF16/AMX CPUs, emulated elsewhere.
+    cost = per_device(cpu=1.5, cuda=0.4)
+    order = 30
 
 
 def _dynamic_quantize_fn() -> Any:
@@ -184,13 +218,22 @@ def _dynamic_quantize_fn() -> Any:
 class TorchInt8Dynamic(PrecisionPath):
     name = "torch-int8-dynamic"
     family = "torch"
+    runtime = "torch"
     devices = ("cpu",)
     description = "torch.ao dynamic quantization of nn.Linear to qint8 (CPU only; seed 004's method)"
+    method = "dynamic INT8 (torch.ao quantize_dynamic)"
+    precision = math_class = "int8"
+    cost = per_device(cpu=0.8)
+    prepare_steps = ("torch-quantize",)
+    order = 40
+    baseline = "torch-fp32"
+    device_reasons = per_device(cuda="has CPU kernels only (quantized::linear_dynamic has no CUDA implementation)")
+    options_class = TorchOptions
 
     def available(self, device: str) -> tuple[bool, str]:
         ok, why = self.supports_device(device)
         if not ok:
-            return False, why + " (torch.ao dynamic quantization has CPU kernels only)"
+            return False, why
         if _dynamic_quantize_fn() is None:
             return False, "this torch has no torch.ao.quantization.quantize_dynamic"
         import torch

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import gc
-import os
+import io
 import tempfile
 import time
 import traceback
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from kit.documents import atomic_write_bytes
+from kit.errors import one_line  # also imported from here by kit.run.ray_executor
 from kit.results.store import Cell
 
 INPUT_SEED = 1234  # seeded inputs: the same images for every path of a model
@@ -78,10 +80,9 @@ def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
     pixels = fidelity_inputs(spec, n_images)
     with torch.inference_mode():
         out = output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp.npz")
-    np.savez(tmp, output=out)
-    os.replace(tmp, target)
+    buffer = io.BytesIO()
+    np.savez(buffer, output=out)
+    atomic_write_bytes(target, buffer.getvalue())  # a killed run never leaves half a reference
     return {"file": str(target), "computed": True}
 
 
@@ -136,10 +137,9 @@ def failed_document(cell: Cell, opts: RunOptions, reason: str, started: str | No
     return doc
 
 
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if len(first) <= 500 else first[:497] + "..."
+# A failed cell's reason keeps more of the exception than other one-line messages: a CUDA OOM's
+# text names the allocation, the card's capacity and what else holds memory.
+REASON_LIMIT = 500
 
 
 def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
@@ -160,9 +160,9 @@ def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
         doc = failed_document(cell, opts, str(exc), started)
     except Exception as exc:
         if _is_oom(exc):
-            doc = failed_document(cell, opts, f"out of memory: {one_line(exc)}", started)
+            doc = failed_document(cell, opts, f"out of memory: {one_line(exc, REASON_LIMIT)}", started)
         else:
-            doc = failed_document(cell, opts, one_line(exc), started)
+            doc = failed_document(cell, opts, one_line(exc, REASON_LIMIT), started)
             doc["path_info"] = {"traceback_tail": traceback.format_exc().splitlines()[-6:]}
     doc["started_utc"] = started
     doc["finished_utc"] = utc_now()
@@ -257,7 +257,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         cell.batch_size,
         p50,
         gpu["name"] if gpu else None,
-        path=cell.path,
+        declared_math=path.math_class,
         details=prepared.details,
         math=math,
         cache_dir=cache_dir(opts),
@@ -322,11 +322,11 @@ def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile
             del call
         except Exception as exc:
             if _is_oom(exc):
-                stop_reason = f"batch {bs} ran out of memory: {one_line(exc)}"
+                stop_reason = f"batch {bs} ran out of memory: {one_line(exc, REASON_LIMIT)}"
                 points.append({"batch_size": bs, "status": "oom", "reason": stop_reason})
                 _free_cuda()
                 continue
-            points.append({"batch_size": bs, "status": "failed", "reason": one_line(exc)})
+            points.append({"batch_size": bs, "status": "failed", "reason": one_line(exc, REASON_LIMIT)})
             continue
         p50 = res.stats["p50"]
         points.append(

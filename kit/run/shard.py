@@ -22,10 +22,12 @@ FLOPs come from ``kit.models.flops.model_flops`` (analytic, config-based); where
 a model, ``2 * params * tokens`` stands in (tokens = (image_size / patch)^2 + 1, or
 (image_size / 16)^2 for a config without a patch size). Device rates are effective FP32 rates:
 ``CPU_GFLOPS`` from ViT-H/14 FP32 batch 1 at ~1.9 s on the kit's 2-core CPU machine (334.6 GFLOPs),
-``CUDA_GFLOPS`` a batch-1 rate of an A100-class GPU on ViT-sized models. Path factors
-(``PATH_FACTORS``) are relative to FP32 on the same device; they are coarse (within ~2x of what
-the seeds and the kit's own runs show) and only steer the balance. A cell whose path cannot run on
-its device at all (``torch-int8-dynamic`` on CUDA) is a fast skip.
+``CUDA_GFLOPS`` a batch-1 rate of an A100-class GPU on ViT-sized models. Path factors are each
+path's declared ``cost`` (`kit.paths.base.PathFacts`), relative to FP32 on the same device; they
+are coarse (within ~2x of what the seeds and the kit's own runs show) and only steer the balance.
+The prepare term prices the path's declared ``prepare_steps``. A cell whose path does not declare
+its device (``torch-int8-dynamic`` on CUDA) is a fast skip; a name the registry does not know costs
+as FP32.
 
 A shard also pays, once per model it holds, for that model's FP32 CPU reference
 (``reference_cost``): this is why cells of one model are kept together where the balance allows.
@@ -77,28 +79,6 @@ ORT_CALIBRATION_PASSES = 16
 BNB_LOAD_S_PER_PARAM = 16e-9  # state dict round trip through transformers' quantizing loader
 TORCH_QUANTIZE_S_PER_PARAM = 2e-9
 
-# Forward-time factor relative to FP32 on the same device (None: path cannot run there).
-PATH_FACTORS: dict[str, dict[str, float | None]] = {
-    "torch-fp32": {"cpu": 1.0, "cuda": 1.0},
-    # CPUs without native FP16 GEMM upcast per op; BF16 is native on AVX512-BF16/AMX, emulated elsewhere.
-    "torch-fp16": {"cpu": 4.0, "cuda": 0.4},
-    "torch-bf16": {"cpu": 1.5, "cuda": 0.4},
-    "torch-int8-dynamic": {"cpu": 0.8, "cuda": None},
-    # bitsandbytes: slow CPU kernels; LLM.int8's outlier decomposition is slower than FP16 at bs 1.
-    "bnb-int8": {"cpu": 6.0, "cuda": 1.5},
-    "bnb-nf4": {"cpu": 4.0, "cuda": 0.8},
-    "bnb-fp4": {"cpu": 4.0, "cuda": 0.8},
-    "ort-fp32": {"cpu": 0.9, "cuda": 0.6},
-    "ort-fp16": {"cpu": None, "cuda": 0.35},
-    "ort-int8-dynamic": {"cpu": 0.7, "cuda": None},
-    "ort-int8-static-qdq": {"cpu": 0.6, "cuda": 0.8},
-}
-FAMILY_FACTORS: dict[str, dict[str, float | None]] = {  # unknown path of a known family
-    "torch": {"cpu": 1.0, "cuda": 0.5},
-    "bnb": {"cpu": 5.0, "cuda": 1.0},
-    "ort": {"cpu": 0.8, "cuda": 0.8},
-}
-
 
 def parse_shard(text: str) -> tuple[int, int]:
     """``"K/N"`` -> ``(k, n)``, 1 <= k <= n; ``ValueError`` with a one-line message otherwise."""
@@ -116,26 +96,24 @@ def parse_shard(text: str) -> tuple[int, int]:
 # ---------------------------------------------------------------------------------------- cost
 
 
-def _family_of(path: str) -> str:
-    return path.split("-", 1)[0]
+@functools.cache
+def _facts(path: str) -> Any:
+    """The path's declared facts (static: never whether it is *available* here, which would make
+    the partition depend on the planning machine); None for a name the registry does not know."""
+    from kit.paths.base import path_facts
+
+    return path_facts().get(path)
 
 
-def _path_factor(path: str, device: str) -> float | None:
-    table = PATH_FACTORS.get(path) or FAMILY_FACTORS.get(_family_of(path)) or {"cpu": 1.0, "cuda": 1.0}
-    return table.get(device, 1.0)
+def _path_factor(path: str, device: str) -> float:
+    facts = _facts(path)
+    return facts.cost.get(device, 1.0) if facts is not None else 1.0
 
 
 @functools.cache
 def _path_runs_on(path: str, device: str) -> bool:
-    """Static: the path class's declared devices, else this module's table (never whether the
-    path is *available* here, which would make the partition depend on the planning machine)."""
-    try:
-        from kit.paths.base import get_path
-
-        ok, _ = get_path(path).supports_device(device)
-        return ok
-    except (KeyError, ImportError):
-        return _path_factor(path, device) is not None
+    facts = _facts(path)
+    return facts is None or facts.runs_on(device)
 
 
 def _spec(model: str) -> Any:
@@ -182,19 +160,16 @@ def _measure_s(forward_s: float, profile: Any) -> float:
 
 
 def _prepare_s(path: str, params: int, forward_s: float) -> float:
-    family = _family_of(path)
-    if family == "ort":
-        s = ORT_EXPORT_FIXED_S + ORT_EXPORT_S_PER_PARAM * params
-        if "int8" in path:
-            s += ORT_QUANTIZE_S_PER_PARAM * params
-        if "static" in path:
-            s += ORT_CALIBRATION_PASSES * forward_s
-        return s
-    if family == "bnb":
-        return BNB_LOAD_S_PER_PARAM * params
-    if path == "torch-int8-dynamic":
-        return TORCH_QUANTIZE_S_PER_PARAM * params
-    return 0.0
+    """Seconds of the path's declared ``prepare_steps`` (kit.paths.base.PREPARE_STEPS)."""
+    facts = _facts(path)
+    price = {
+        "onnx-export": ORT_EXPORT_FIXED_S + ORT_EXPORT_S_PER_PARAM * params,
+        "ort-quantize": ORT_QUANTIZE_S_PER_PARAM * params,
+        "ort-calibrate": ORT_CALIBRATION_PASSES * forward_s,
+        "bnb-load": BNB_LOAD_S_PER_PARAM * params,
+        "torch-quantize": TORCH_QUANTIZE_S_PER_PARAM * params,
+    }
+    return sum(price[step] for step in facts.prepare_steps) if facts is not None else 0.0
 
 
 def cell_cost(cell: Cell, profile: str = "full") -> float:
@@ -343,11 +318,15 @@ def write_shard_manifest(
 ) -> Any:
     """Write ``<out>/shard.json`` (outside ``cells/``, so it is not a result): lets ``qkit merge``
     report shards and cells that never came back."""
-    import json
     from pathlib import Path
 
-    from kit.documents import atomic_write_text
+    from kit.documents import write_json
 
-    target = Path(out) / SHARD_MANIFEST
-    atomic_write_text(target, json.dumps(shard_manifest(all_cells, k, n, shard, profile), indent=1) + "\n")
-    return target
+    return write_json(Path(out) / SHARD_MANIFEST, shard_manifest(all_cells, k, n, shard, profile))
+
+
+def read_shard_manifest(file: Any) -> Any:
+    """``shard.json`` read by the strict reader; raises `kit.documents.DocumentError` (one line)."""
+    from kit.documents import read_json
+
+    return read_json(file)
