@@ -246,12 +246,18 @@ def read_many(files: Iterable[str | os.PathLike[str]], kind: str) -> Loaded:
 
 def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``target`` through a temporary file in the same folder, fsync and rename."""
+    return atomic_write_bytes(target, text.encode("utf-8"))
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
+    """The kit's one atomic writer (documents go through `atomic_write_text`; the FP32 reference
+    outputs and the report's figures are bytes): temporary file beside ``target``, fsync, rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

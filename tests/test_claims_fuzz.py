@@ -156,6 +156,22 @@ def test_cli_exit_2_on_any_malformed_claim_file(doc: dict[str, Any]) -> None:
         assert len(result.output.strip().splitlines()) == 1 and "(rule: " in result.output
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300) | st.sampled_from([b"[" * 100_000, b"[NaN]", b"[1e999]", BASE_TEXT.encode("utf-16")]))
+def test_any_bytes_on_disk_are_a_claim_file_or_one_line_naming_it(data: bytes) -> None:
+    """Through the strict reader (`kit.documents.read_json`): the file on disk, not only its text."""
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / NAME
+        file.write_bytes(data)
+        try:
+            load_claims(tmp)
+        except ClaimsError as exc:
+            message = str(exc)
+            assert "\n" not in message and message.startswith(f"{file}: at #") and "(rule: " in message, message
+            return
+    raise AssertionError(f"{data[:60]!r} was accepted as a claim file")
+
+
 # ================================================================ result documents (1,000+)
 
 CLAIMS = [

@@ -247,3 +247,16 @@ def test_kit_runs_on_the_cuda_images_transformers() -> None:
         pytest.skip(f"could not build .venv-oldtf without PyPI:\n{tail}")
     assert proc.returncode == 0, tail
     assert "oldtf: OK" in proc.stdout
+
+
+@pytest.mark.parametrize("image", IMAGES, ids=IMAGE_IDS)
+def test_the_kit_is_installed_not_editable_and_carries_its_data(image: str) -> None:
+    """The package ships schemas and claims (kit/data): the image copies only kit/, installs it as a
+    wheel would be, and copies nothing the package does not need beside it."""
+    dockerfile = (DOCKER / f"Dockerfile.{image}").read_text()
+    installs = [line for line in re.findall(r"pip install[^\n]*", dockerfile) if "qkit-build/src" in line]
+    assert installs and not any(re.search(r"\s-e\s|--editable", line) for line in installs), installs
+    sources = _copy_sources(dockerfile)
+    assert "kit" in sources and not {"schemas", "expected"} & set(sources), sources
+    ignore = (DOCKER / f"Dockerfile.{image}.dockerignore").read_text().splitlines()
+    assert not {"!schemas/", "!expected/"} & set(ignore), "the build context still lets in schemas/ or expected/"

@@ -136,3 +136,23 @@ def test_corrupt_documents_are_listed_by_name_and_not_done(tmp_path: Path) -> No
     assert "not JSON" in loaded.corrupt[0][1]
     done, corrupt = done_cells(tmp_path)
     assert Cell.from_dict(good["cell"]) in done and bad_cell not in done and len(corrupt) == 1
+
+
+def test_what_is_not_a_document_in_cells_is_listed_not_read(tmp_path: Path) -> None:
+    """A FIFO, /dev/zero or a 200 MB file named *.json would hang or fill memory if read: each is refused."""
+    write_result(tmp_path, _ok_doc(tmp_path))
+    junk = tmp_path / "cells" / "junk"
+    junk.mkdir(parents=True)
+    os.mkfifo(junk / "fifo.json")
+    (junk / "zero.json").symlink_to("/dev/zero")
+    with open(junk / "huge.json", "wb") as fh:
+        fh.truncate(200 * 2**20)
+    (junk / "nan.json").write_text('{"latency": {"mean": NaN}}')
+    loaded = load_results(tmp_path)
+    assert len(loaded.docs) == 1
+    reasons = {Path(f).name: why for f, why in loaded.corrupt}
+    assert reasons.keys() == {"fifo.json", "zero.json", "huge.json", "nan.json"}
+    assert reasons["fifo.json"] == reasons["zero.json"] == "not a regular file"
+    assert "byte limit" in reasons["huge.json"] and "NaN" in reasons["nan.json"]
+    done, corrupt = done_cells(tmp_path)
+    assert len(done) == 1 and len(corrupt) == 4

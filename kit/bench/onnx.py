@@ -166,9 +166,9 @@ def op_profile(onnx_path: str, model_id: str, runs: int = 10, top: int = 8) -> l
     import numpy as np
 
     from kit.export.onnx_export import open_session
+    from kit.export.ort_runtime import session_options
     from kit.models.build import example_inputs
     from kit.models.registry import get_model
-    from kit.paths.ort_support import session_options
 
     options = session_options(record_assignment=False)
     options.enable_profiling = True

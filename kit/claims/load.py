@@ -1,32 +1,31 @@
-"""Load ``expected/``: every claim file schema-checked, then turned into dataclasses.
+"""Load ``expected/``: every claim file read strictly and schema-checked, then turned into dataclasses.
 
-A malformed file raises `ClaimsError`; its ``str`` is one line naming the file, the JSON pointer
-(URI-fragment form: ``#/claims/3/tolerance/kind``, ``#`` for the document root) and the broken
-rule, so the CLI can print it as is and exit 2.
+Files are read and checked by `kit.documents` (the one strict reader); the rules JSON Schema cannot
+say (a file matches its seed, ids are unique and prefixed) are checked here. A malformed file raises
+`ClaimsError`, a `kit.documents.DocumentError`: its ``str`` is one line naming the file, the JSON
+pointer (URI-fragment form: ``#/claims/3/tolerance/kind``, ``#`` for the document root) and the
+broken rule, which every command prints as ``qkit: error: <line>`` and exits 2.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from jsonschema import Draft202012Validator
-
 from kit import documents
-from kit.documents import schemas_dir
+from kit.documents import DocumentError
 
-CLAIMS_SCHEMA = "claims.schema.json"
 COMPARABILITY: tuple[str, ...] = ("portable", "relative", "hardware-bound")
 
 
-class ClaimsError(ValueError):
-    """A claim file (or the expected/ directory) is unusable. ``str`` is one line."""
+class ClaimsError(DocumentError, ValueError):
+    """A claim file (or the expected/ directory) is unusable. ``str`` is ``<file>: at <pointer>: ... (rule: ...)``.
+
+    Still a ValueError for callers written before it became a `DocumentError`.
+    """
 
 
 @dataclass(frozen=True)
@@ -155,58 +154,12 @@ def default_expected_dir() -> Path:
     return documents.expected_dir()
 
 
-@functools.cache
-def _validator(name: str) -> Draft202012Validator:
-    schema = json.loads((schemas_dir() / name).read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
-
-
-def claims_validator() -> Draft202012Validator:
-    return _validator(CLAIMS_SCHEMA)
-
-
-# ---------------------------------------------------------------------------- error lines
-
-
-def json_pointer(parts: Any) -> str:
-    """RFC 6901 pointer in URI-fragment form; ``#`` is the document root."""
-    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "#" + "".join(f"/{p}" for p in escaped)
-
-
-def one_line(text: str, limit: int = 200) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def schema_problem(doc: Any, validator: Draft202012Validator) -> str | None:
-    """``at <pointer>: <message> (rule: <keyword>)`` for the most relevant error, or None."""
+def parse_json(name: str, text: str | bytes) -> Any:
+    """Strict JSON (`kit.documents.loads`); a refusal is a `ClaimsError` at the root, rule ``json``."""
     try:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
-    except RecursionError:
-        return "at #: document nested too deeply (rule: depth)"
-    if error is None:
-        return None
-    return f"at {json_pointer(error.absolute_path)}: {one_line(error.message)} (rule: {error.validator})"
-
-
-def _reject_constant(token: str) -> float:
-    # Python's json accepts NaN/Infinity; JSON does not, and a NaN claim would compare as neither
-    # inside nor outside any tolerance.
-    raise ValueError(f"{token} is not valid JSON")
-
-
-def parse_json(name: str, text: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise ClaimsError(
-            f"{name}: at #: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno} (rule: json)"
-        ) from None
-    except ValueError as exc:
-        raise ClaimsError(f"{name}: at #: {one_line(str(exc))} (rule: json)") from None
-    except RecursionError:
-        raise ClaimsError(f"{name}: at #: JSON nested too deeply (rule: json)") from None
+        return documents.loads(text, name)
+    except DocumentError as exc:
+        raise ClaimsError(name, f"at #: {exc.problem} (rule: json)") from None
 
 
 # ------------------------------------------------------------------------ semantic checks
@@ -295,24 +248,35 @@ def _claim(d: dict[str, Any], source_file: str, hardware: dict[str, Any]) -> Cla
     )
 
 
-def parse_claim_file(name: str, text: str, path: Path | None = None) -> ClaimFile:
+def parse_claim_file(name: str, text: str | bytes, path: Path | None = None) -> ClaimFile:
     """Parse and check one claim file's text. ``name`` is how errors name the file."""
-    doc = parse_json(name, text)
-    problem = schema_problem(doc, claims_validator())
+    return _claim_file(name, parse_json(name, text), path)
+
+
+def read_claim_file(path: Path) -> ClaimFile:
+    """Read one claim file through the strict reader (regular file, size and depth bounds), then check it."""
+    try:
+        doc = documents.read_json(path)
+    except DocumentError as exc:
+        raise ClaimsError(exc.source, f"at #: {exc.problem} (rule: {_rule_of(exc.problem)})") from None
+    return _claim_file(str(path), doc, path)
+
+
+def _rule_of(problem: str) -> str:
+    # The strict reader refuses a file before reading it (not a regular file, too big) or its text.
+    before_parsing = problem.startswith(("unreadable", "not a regular file")) or "-byte limit" in problem
+    return "read" if before_parsing else "json"
+
+
+def _claim_file(name: str, doc: Any, path: Path | None) -> ClaimFile:
+    problem = documents.problem(doc, "claims")
     if problem is None:
         problem = _semantic_problems(name, doc)
     if problem is not None:
-        raise ClaimsError(f"{name}: {problem}")
+        raise ClaimsError(name, problem)
     hardware = doc["published_hardware"]
     claims = tuple(_claim(c, doc["source_file"], hardware) for c in doc["claims"])
     return ClaimFile(path or Path(name), doc["source_file"], doc["title"], dict(hardware), claims)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClaimsError(f"{path}: at #: unreadable: {one_line(str(exc))} (rule: read)") from None
 
 
 def _cross_file_duplicates(files: list[ClaimFile]) -> None:
@@ -321,7 +285,8 @@ def _cross_file_duplicates(files: list[ClaimFile]) -> None:
         for i, claim in enumerate(f.claims):
             if claim.id in owner:
                 raise ClaimsError(
-                    f"{f.path}: at #/claims/{i}/id: {claim.id!r} is also defined in {owner[claim.id]} (rule: unique-id)"
+                    str(f.path),
+                    f"at #/claims/{i}/id: {claim.id!r} is also defined in {owner[claim.id]} (rule: unique-id)",
                 )
             owner[claim.id] = f.path
 
@@ -330,10 +295,10 @@ def load_claims(expected_dir: Path | str | None = None) -> ClaimSet:
     """Every ``*.json`` in ``expected_dir`` (default: `default_expected_dir`), schema-checked."""
     directory = Path(expected_dir) if expected_dir is not None else default_expected_dir()
     if not directory.is_dir():
-        raise ClaimsError(f"{directory}: at #: not a directory of claim files (rule: expected-dir)")
+        raise ClaimsError(str(directory), "at #: not a directory of claim files (rule: expected-dir)")
     paths = sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
     if not paths:
-        raise ClaimsError(f"{directory}: at #: no *.json claim files (rule: expected-dir)")
-    files = [parse_claim_file(str(p), _read(p), p) for p in paths]
+        raise ClaimsError(str(directory), "at #: no *.json claim files (rule: expected-dir)")
+    files = [read_claim_file(p) for p in paths]
     _cross_file_duplicates(files)
     return ClaimSet(directory, tuple(files))

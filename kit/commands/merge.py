@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from kit.commands.common import BadInput as _BadInput
-from kit.documents import atomic_write_text
-from kit.run.merge import MergeInputError, merge_results
+from kit.documents import write_json
+from kit.run.merge import merge_results
 
 
 @click.command("merge")
@@ -38,14 +37,11 @@ def merge(sources: tuple[Path, ...], dest: Path | None, strict: bool, json_out: 
     """
     if dest is None:
         raise _BadInput("--out DIR is required")
-    try:
-        report = merge_results(list(sources), dest)
-    except MergeInputError as exc:
-        raise _BadInput(str(exc)) from None
+    report = merge_results(list(sources), dest)  # its MergeInputError is a BadInput: one line, exit 2
     for line in report.lines():
         click.echo(line)
     if json_out:
-        atomic_write_text(json_out, json.dumps(report.to_dict(), indent=1) + "\n")
+        write_json(json_out, report.to_dict())
     if strict and not report.clean:
         click.echo("merge: not clean (see above)", err=True)
         sys.exit(1)

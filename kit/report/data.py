@@ -14,26 +14,30 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
+from kit.hardware.machine import short_name
+from kit.paths.base import path_facts, paths_where, reference_path
+
 Doc = dict[str, Any]
 CellKey = tuple[str, str, str, int]  # model, path, device, batch size
 
-BASELINE_PATH = "torch-fp32"
-# The paths that hold weights in 8 bits; the CPU-vs-GPU INT8 figure compares these.
-INT8_PATHS: tuple[str, ...] = ("bnb-int8", "torch-int8-dynamic", "ort-int8-dynamic", "ort-int8-static-qdq")
-# Reading order for tables and figure axes: float paths, then quantized ones; unknown paths go last.
-PATH_ORDER: tuple[str, ...] = (
-    "torch-fp32",
-    "torch-fp16",
-    "torch-bf16",
-    "torch-int8-dynamic",
-    "bnb-int8",
-    "bnb-nf4",
-    "ort-fp32",
-    "ort-int8-dynamic",
-    "ort-int8-static-qdq",
-)
+# Path facts come from the registry (each path declares them; kit.paths.base.path_facts):
+# the reference every speedup divides by (torch-fp32), the INT8 family (the paths that hold
+# weights in 8 bits; the CPU-vs-GPU INT8 figure compares these), and the reading order for tables
+# and figure axes (float paths, then quantized ones; names the registry does not know go last).
+BASELINE_PATH: str = reference_path()
+INT8_PATHS: tuple[str, ...] = tuple(paths_where(precision="int8"))
+PATH_ORDER: tuple[str, ...] = tuple(path_facts())
 DEVICE_ORDER: tuple[str, ...] = ("cpu", "cuda")
-VERDICT_ORDER: tuple[str, ...] = ("fail", "inconclusive", "pass", "not-comparable", "not-measured", "unsupported")
+# `error` (the kit failed while judging a claim) first: a reviewer must see it before anything else.
+VERDICT_ORDER: tuple[str, ...] = (
+    "error",
+    "fail",
+    "inconclusive",
+    "pass",
+    "not-comparable",
+    "not-measured",
+    "unsupported",
+)
 SEVERITY_ORDER: tuple[str, ...] = ("critical", "error", "high", "warning", "medium", "low", "info", "note")
 MIB = 2**20
 
@@ -51,12 +55,9 @@ def device_rank(device: str) -> tuple[int, str]:
 
 def model_rank(model: str) -> tuple[int, str]:
     """The study's registry order (small to large within families as the study lists them)."""
-    try:
-        from kit.models.registry import MODELS
+    from kit.models.registry import MODELS
 
-        ids = list(MODELS)
-    except ImportError:  # the registry is optional for the report
-        ids = []
+    ids = list(MODELS)
     return (ids.index(model) if model in ids else len(ids), model)
 
 
@@ -411,7 +412,7 @@ def verdict_row(v: dict[str, Any]) -> dict[str, Any]:
     Older or foreign spellings (``id``, ``status``, ``published``) are read too, so a report can
     still be built from a verdict file written by an earlier kit.
     """
-    claim = v.get("claim") if isinstance(v.get("claim"), dict) else {}
+    claim: dict[str, Any] = v["claim"] if isinstance(v.get("claim"), dict) else {}
     return {
         "claim": _first(v, "claim_id", "id", default=_first(claim, "id", default="?")),
         "verdict": verdict_of(v),
@@ -533,14 +534,14 @@ VERDICT_SYMBOL = {
     "not-comparable": "≠",
     "not-measured": "–",
     "unsupported": "·",
+    "error": "!",
 }
 MACHINE_ROWS = 200
-_VENDOR_PREFIX = re.compile(r"^(?:(?:nvidia|geforce|tesla)\s+)+", re.IGNORECASE)
 
 
 def short_machine(label: str) -> str:
-    """'NVIDIA GeForce RTX 4090 (cuda)' -> 'RTX 4090 (cuda)': the vendor words say nothing in a column header."""
-    return _VENDOR_PREFIX.sub("", label) or label
+    """'NVIDIA GeForce RTX 4090 (cuda)' -> 'RTX 4090 (cuda)' (`kit.hardware.machine.short_name`)."""
+    return short_name(label)
 
 
 def _per_machine(v: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ check a PNG's dimensions against the record.
 
 from __future__ import annotations
 
+import io
 import math
 import zlib
 from collections import Counter
@@ -22,11 +23,13 @@ matplotlib.use("Agg")  # no display anywhere the kit runs; must precede pyplot
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.colors import Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from kit.documents import atomic_write_bytes
 from kit.report import data
 
 DPI = 100
@@ -58,8 +61,9 @@ def path_colour(path: str) -> str:
 
 
 def _save(fig: Any, target: Path, name: str, title: str, caption: str) -> Figure:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=DPI, facecolor="white")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=DPI, facecolor="white")
+    atomic_write_bytes(target, png.getvalue())  # a report rebuilt over an old one never shows half a figure
     w, h = fig.get_size_inches()
     plt.close(fig)
     return Figure(name, title, caption, file=target, size_px=(round(w * DPI), round(h * DPI)))
@@ -171,7 +175,7 @@ def draw_speedup_vs_memory(docs: list[Doc], target: Path) -> Figure:
     ax.set_ylabel("speedup vs torch-fp32 (×, p50 ratio, log scale)  →  faster")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
-    handles = [Patch(color=path_colour(p), label=p) for p in paths]
+    handles: list[Artist] = [Patch(color=path_colour(p), label=p) for p in paths]
     handles += [
         Line2D(
             [],
@@ -218,7 +222,7 @@ def draw_memory_efficiency(docs: list[Doc], target: Path) -> Figure:
         _memory_panel(ax, rows, key, devices)
         ax.set_title(f"{label} reduction vs torch-fp32")
     fig.suptitle(title, fontsize=13)
-    handles = [Patch(color=DEVICE_COLOURS.get(d, "grey"), label=f"device: {d}") for d in devices]
+    handles: list[Artist] = [Patch(color=DEVICE_COLOURS.get(d, "grey"), label=f"device: {d}") for d in devices]
     handles.append(Line2D([], [], marker="o", ls="", color="black", markersize=4, label="one model"))
     fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=9)
     return _save(fig, target, name, title, caption)
@@ -284,13 +288,13 @@ def draw_speedup_heatmap(docs: list[Doc], target: Path) -> Figure:
     height = min(2.5 + 0.42 * len(models), 14)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, height), layout="constrained", squeeze=False)
     top = max(abs(math.log2(r["speedup"])) for r in rows)
-    norm = Normalize(-max(top, 0.5), max(top, 0.5))
-    image = None
+    bound = max(top, 0.5)
+    norm = Normalize(-bound, bound)
+    images = [_heatmap_panel(ax, rows, status, models, dev, bs, norm) for ax, (dev, bs) in zip(axes[0], panels)]
     for ax, (dev, bs) in zip(axes[0], panels):
-        image = _heatmap_panel(ax, rows, status, models, dev, bs, norm)
         ax.set_title(f"device: {dev}, batch size {bs}", fontsize=11)
-    cbar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
-    ticks = ratio_ticks(2.0**norm.vmin, 2.0**norm.vmax)
+    cbar = fig.colorbar(images[-1], ax=axes[0].tolist(), shrink=0.8)
+    ticks = ratio_ticks(2.0**-bound, 2.0**bound)
     cbar.set_ticks([math.log2(t) for t in ticks], labels=[f"{t:.3g}×" for t in ticks])
     cbar.set_label("speedup vs torch-fp32 (×, log scale)")
     fig.suptitle(title, fontsize=13)
@@ -312,7 +316,7 @@ def _heatmap_panel(
             st = status.get((m, p, dev, bs))
             if not np.isnan(grid[i, j]):
                 # White text on the saturated ends of the colour map, black in the pale middle.
-                dark = abs(grid[i, j]) > 0.6 * norm.vmax
+                dark = abs(grid[i, j]) > 0.6 * float(norm.vmax or 0.0)
                 ax.text(
                     j,
                     i,
@@ -622,7 +626,9 @@ def draw_int8_cpu_vs_gpu(docs: list[Doc], target: Path) -> Figure:
     ax.set_ylabel("speedup vs torch-fp32 on the same device (×, log scale)")
     ax.set_title(title)
     ax.grid(True, axis="y", alpha=0.3)
-    handles = [Patch(color=DEVICE_COLOURS.get(d, "grey"), alpha=0.75, label=f"device: {d}") for d in devices]
+    handles: list[Artist] = [
+        Patch(color=DEVICE_COLOURS.get(d, "grey"), alpha=0.75, label=f"device: {d}") for d in devices
+    ]
     handles.append(Line2D([], [], marker="o", ls="", color="black", markersize=4, label="one model"))
     ax.legend(handles=handles, loc="best", fontsize=9)
     return _save(fig, target, name, title, caption)

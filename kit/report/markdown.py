@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit import documents
+from kit.errors import one_line
 from kit.report import data
 
 Doc = dict[str, Any]
@@ -59,32 +61,33 @@ def _side_state(side: SideInput | None) -> str:
 # ---------------------------------------------------------------- inputs
 
 
-def read_side_input(label: str, candidates: list[Path], schema: str, extract: Any) -> SideInput:
-    """The first existing file of ``candidates``, parsed; a missing file means the step did not run."""
-    file = next((c for c in candidates if c.is_file()), None)
+def read_side_input(label: str, candidates: list[Path], kind: str, extract: Any) -> SideInput:
+    """The first existing file of ``candidates``, read strictly; a missing file means the step did not run.
+
+    ``kind`` is its `kit.documents` kind (``verdicts``, ``findings``). A file that cannot be read
+    (not a regular file, too big, not standard JSON) is shown as unreadable, never an exception.
+    """
+    # lexists, not is_file: a FIFO or a dangling link named verdicts.json is reported, not skipped.
+    file = next((c for c in candidates if os.path.lexists(c)), None)
     if file is None:
         tried = ", ".join(f"`{c}`" for c in candidates)
         return SideInput(label, None, problem=f"{label} not run (no {tried})")
     try:
-        raw = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return SideInput(label, file, problem=f"{label} output `{file}` unreadable: {exc}")
+        raw = documents.read_json(file)
+    except documents.DocumentError as exc:
+        return SideInput(label, file, problem=f"{label} output `{file}` unreadable: {exc.problem}")
     side = SideInput(label, file, items=extract(raw), raw=raw)
-    side.problem = _schema_problem(raw, schema)
+    side.problem = _schema_problem(raw, kind)
     return side
 
 
-def _schema_problem(raw: Any, schema: str) -> str | None:
+def _schema_problem(raw: Any, kind: str) -> str | None:
     # The schema belongs to the command that wrote the file; a mismatch is shown, the data still used.
-    from kit.documents import schemas_dir
-    from kit.results.schema import first_error
-
-    if not (schemas_dir() / schema).is_file():
-        return None
+    schema = documents.KINDS[kind]
     try:
-        problem = first_error(raw, schema)
-    except Exception as exc:  # a broken schema file must not stop the report
-        return f"could not check against {schema}: {exc}"
+        problem = documents.problem(raw, kind)
+    except Exception as exc:  # a broken or missing schema file must not stop the report
+        return f"could not check against {schema}: {one_line(exc)}"
     return f"does not match {schema} {problem}" if problem else None
 
 
@@ -385,15 +388,16 @@ def stale_note(raw: Any, results_dir: Path, n_docs: int) -> str | None:
 def section_verdicts(side: SideInput, figure: Any | None, out_dir: Path, results_dir: Path, n_docs: int) -> str:
     lines = ["## Published beside measured (validate)", ""]
     if side.items is None:
+        problem = side.problem or f"{side.label} not run"
         lines.append(
-            f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit validate` to check the claims "
-            "against these results."
+            f"{problem[0].upper()}{problem[1:]}: run `qkit validate` to check the claims against these results."
         )
         if figure is not None:
             lines += ["", figure_block(figure, out_dir)]
         return "\n".join(lines)
+    file = side.file or Path(f"{side.label}.json")  # items are only set with the file they came from
     lines.append(
-        f"From [`{side.file.name}`]({_rel(side.file, out_dir)})"
+        f"From [`{file.name}`]({_rel(file, out_dir)})"
         + _verdicts_provenance(side.raw)
         + ", which holds every field of every verdict. Measured values here are validate's, computed by "
         "its own conventions (each verdict's `convention` says how, e.g. which latency statistic), so "
@@ -510,7 +514,7 @@ def _hardware_pair(r: dict[str, Any]) -> str:
 
 
 # The verdicts a reviewer reads first stay open; long lists of the others fold away.
-OPEN_VERDICTS = ("fail", "inconclusive")
+OPEN_VERDICTS = ("error", "fail", "inconclusive")
 FOLD_ROWS = 15
 
 
@@ -537,14 +541,14 @@ def verdict_crosstab(groups: list[tuple[str, list[dict[str, Any]]]]) -> str:
 def section_findings(side: SideInput, out_dir: Path) -> str:
     lines = ["## Audit findings", ""]
     if side.items is None:
+        problem = side.problem or f"{side.label} not run"
         lines.append(
-            f"{side.problem[0].upper()}{side.problem[1:]}: run `qkit audit` to check the claims "
-            "for internal consistency."
+            f"{problem[0].upper()}{problem[1:]}: run `qkit audit` to check the claims for internal consistency."
         )
         return "\n".join(lines)
+    file = side.file or Path(f"{side.label}.json")  # items are only set with the file they came from
     lines.append(
-        f"From [`{side.file.name}`]({_rel(side.file, out_dir)}): what the claims say of themselves, "
-        "without any measurement."
+        f"From [`{file.name}`]({_rel(file, out_dir)}): what the claims say of themselves, without any measurement."
     )
     if side.problem:
         lines.append(f"Note: the file {side.problem}; what could be read is shown.")
@@ -684,13 +688,13 @@ def build_report(
     verdicts = read_side_input(
         "validate",
         [Path(verdicts_file)] if verdicts_file else [results_dir / "verdicts.json"],
-        "verdicts.schema.json",
+        "verdicts",
         data.verdict_list,
     )
     findings = read_side_input(
         "audit",
         [Path(findings_file)] if findings_file else default_findings_candidates(results_dir),
-        "findings.schema.json",
+        "findings",
         data.finding_list,
     )
     figures = draw_all(loaded.docs, verdicts.items, out_dir)

@@ -1,1 +1,1 @@
-"""Result documents: schema validation, atomic store, resume, summary."""
+"""Result documents: atomic store, resume, summary (read and checked by `kit.documents`)."""

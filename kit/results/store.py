@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from kit import documents
-from kit.documents import DocumentError
 
 
 @dataclass(frozen=True, order=True)
@@ -43,7 +42,7 @@ def write_result(root: Path, doc: dict[str, Any]) -> Path:
 
 
 def read_result(file: Path) -> dict[str, Any]:
-    """Read one document strictly and schema-check it; raise DocumentError with a one-line reason."""
+    """Read one document strictly and schema-check it; raise `kit.documents.DocumentError` (one line)."""
     doc: dict[str, Any] = documents.read(file, "result")
     return doc
 
@@ -73,17 +72,13 @@ def _is_result_candidate(p: Path, root: Path) -> bool:
 
 
 def load_results(root: Path) -> LoadedResults:
-    """Every result document under ``root`` (recursively); corrupt ones listed with their reason."""
-    loaded = LoadedResults()
-    for file in result_files(root):
-        try:
-            doc = read_result(file)
-        except DocumentError as exc:
-            loaded.corrupt.append((exc.source, exc.problem))
-            continue
-        loaded.docs.append(doc)
-        loaded.files.append(file)
-    return loaded
+    """Every result document under ``root`` (recursively); a refused file is listed with its reason.
+
+    Each file goes through the strict reader, so a FIFO, a device, a huge or endlessly nested file,
+    or NaN/Infinity in a document is one line in ``corrupt``, never an exception or a hang.
+    """
+    many = documents.read_many(result_files(root), "result")
+    return LoadedResults(many.docs, many.files, many.rejected)
 
 
 def done_cells(root: Path) -> tuple[set[Cell], list[tuple[str, str]]]:

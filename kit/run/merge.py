@@ -28,13 +28,16 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import re
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.documents import atomic_write_text
+from kit import documents
+from kit.documents import DocumentError
+from kit.errors import BadInput, one_line
+from kit.hardware.machine import machine_name, machine_tag
 from kit.results.store import Cell, cell_file, load_results, write_result
 
 STATUS_RANK = {"ok": 2, "skipped": 1, "failed": 0}
@@ -42,24 +45,17 @@ CONFLICTS_DIR = "conflicts"
 MERGE_RECORD = "merge.json"
 
 
-class MergeInputError(ValueError):
-    """Bad input to a merge (missing source, --out inside a source ...): one line."""
-
-
-def sanitize_tag(name: str) -> str:
-    # Same rule as kit.run.reproduce.machine_tag (tests/test_merge.py checks they agree).
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "unknown"
+class MergeInputError(BadInput, ValueError):
+    """Bad input to a merge (missing source, --out inside a source ...): one line; the CLI exits 2."""
 
 
 def machine_tag_of(doc: dict[str, Any]) -> str:
     """The machine tag of the process that wrote ``doc``: its GPU's name, else its CPU model."""
-    env = doc.get("environment") if isinstance(doc.get("environment"), dict) else {}
-    gpu = env.get("gpu") if isinstance(env.get("gpu"), dict) else None
-    if gpu and isinstance(gpu.get("name"), str) and gpu["name"].strip():
-        return sanitize_tag(gpu["name"])
-    cpu = env.get("cpu") if isinstance(env.get("cpu"), dict) else {}
-    model = cpu.get("model") if isinstance(cpu.get("model"), str) else ""
-    return sanitize_tag(model or "unknown")
+    return machine_tag(machine_name(doc.get("environment")))
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def fingerprint(doc: dict[str, Any]) -> str:
@@ -273,32 +269,35 @@ def merge_results(sources: list[Path], dest: Path) -> MergeReport:
                     continue
                 target = _aside_file(dest, tag, v)
                 if not target.exists():
-                    atomic_write_text(target, json.dumps(v.doc, indent=1, allow_nan=False) + "\n")
+                    documents.write_json(target, v.doc)
                 aside.append((v, str(target)))
             report.conflicts.append(Conflict(tag, cell, kept, aside))
 
     _check_shards(sources, dest, report)
     _write_summaries(dest, report)
-    atomic_write_text(dest / MERGE_RECORD, json.dumps(report.to_dict(), indent=1) + "\n")
+    documents.write_json(dest / MERGE_RECORD, report.to_dict())
     return report
 
 
 def _check_shards(sources: list[Path], dest: Path, report: MergeReport) -> None:
     """From the sources' shard manifests: shards of a plan not given, and cells of the plan with
     no document in the merged set (a shard not given, or a job that died before writing them)."""
-    from kit.run.shard import SHARD_MANIFEST
+    from kit.run.shard import SHARD_MANIFEST, read_shard_manifest
 
     plans: dict[str, dict[str, Any]] = {}
     for src in sources:
         file = src / SHARD_MANIFEST
-        if not file.is_file():
+        if not os.path.lexists(file):  # a FIFO or dangling link named shard.json is reported, not skipped
             continue
         try:
-            man = json.loads(file.read_text())
+            man = read_shard_manifest(file)
             plan, k, n = str(man["plan"]), int(man["shard"]), int(man["of"])
             planned = [Cell.from_dict(c) for c in man["planned"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            report.shard_problems.append(f"unreadable shard manifest {file}: {type(exc).__name__}: {exc}")
+        except DocumentError as exc:
+            report.shard_problems.append(f"unreadable shard manifest {exc}")
+            continue
+        except (ValueError, KeyError, TypeError) as exc:
+            report.shard_problems.append(f"unreadable shard manifest {file}: {one_line(exc)}")
             continue
         entry = plans.setdefault(plan, {"of": n, "shards": set(), "planned": set()})
         entry["shards"].add(k)

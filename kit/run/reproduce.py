@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from kit.results.store import Cell, load_results, write_result
 from kit.run.cell import RunOptions, failed_document, measure_cell, reference_output, skipped_document
-from kit.run.executors import TaskCrashed
+from kit.run.child import TaskCrashed
 
 ProgressFn = Callable[[Cell, dict[str, Any]], None]
 
@@ -70,11 +69,17 @@ def plan_matrix(
 
 def machine_tag() -> str:
     """A directory-safe name for this machine's hardware (GPU if any, else CPU model)."""
+    from kit.hardware.machine import machine_tag as tag
     from kit.measure.environment import cpu_info, gpu_info
 
     gpu, _ = gpu_info()
-    name = gpu["name"] if gpu else cpu_info()["model"]
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-").lower() or "unknown"
+    return tag(machine_name_of(gpu, cpu_info()))
+
+
+def machine_name_of(gpu: dict[str, Any] | None, cpu: dict[str, Any]) -> str:
+    from kit.hardware.machine import machine_name
+
+    return machine_name({"gpu": gpu, "cpu": cpu})
 
 
 def _status_of_existing(out: Path) -> tuple[dict[Cell, str], list[tuple[str, str]]]:

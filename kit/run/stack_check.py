@@ -39,7 +39,7 @@ def ort_cuda_provider() -> list[StackProblem]:
         return []
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return []
-    from kit.paths.ort_support import probe_provider
+    from kit.export.ort_runtime import probe_provider
 
     kept, why = probe_provider("CUDAExecutionProvider")
     if kept:
