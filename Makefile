@@ -40,18 +40,24 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(QKIT) reproduce --profile $(PROFILE) --out $(RESULTS_ROOT)/$$($(PY) -c 'from kit.run.reproduce import machine_tag; print(machine_tag())') \
 		$(if $(MODELS),--models "$(MODELS)") $(if $(PATHS),--paths "$(PATHS)") $(if $(DEVICES),--devices "$(DEVICES)")
-	@# Claims that fail are the finding, not a broken run: go on to audit and the report.
-	-$(QKIT) validate --results $(RESULTS) --json $(RESULTS)/verdicts.json
-	-$(QKIT) audit --json $(RESULTS)/findings.json
+	@# Exit 1 (a claim fails, an error-level finding) is the study's result, not a broken run: go on
+	@# to the report. Exit 2 (bad input) or 3 (the kit failed while judging) stops here.
+	$(QKIT) validate --results $(RESULTS) --json $(RESULTS)/verdicts.json || test $$? -eq 1
+	$(QKIT) audit --json $(RESULTS)/findings.json || test $$? -eq 1
 	$(QKIT) report --results $(RESULTS) --out $(REPORT_DIR)
 	@echo "report: $$(readlink -f $(REPORT_DIR))/report.md"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# Style, format, types, and the architecture: import-linter's layer contracts (.importlinter) and
+# no import cycle between any two modules (tools/import_cycles.py). Each step can fail the target.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check kit tests
-	$(VENV)/bin/ruff format --check kit tests
+	$(VENV)/bin/ruff check kit tests tools
+	$(VENV)/bin/ruff format --check kit tests tools
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) tools/import_cycles.py kit
 
 bench: $(STAMP)
 	$(PY) -m kit.bench

@@ -1,6 +1,7 @@
 """The ``qkit`` command line: a click group; each command lives in a module of `kit.commands`.
 
-Exit codes: 0 success, 1 a check failed (validate/audit/env --check), 2 bad input, 130 Ctrl-C.
+Exit codes: 0 success, 1 a check failed (validate/audit/env --check), 2 bad input, 3 the kit itself
+failed while judging or auditing (a bug, reported as an `error` verdict or finding), 130 Ctrl-C.
 A `kit.errors.BadInput` raised anywhere below a command is printed as one line and exits 2.
 """
 

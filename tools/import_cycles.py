@@ -1,9 +1,10 @@
 """Fail when any two modules of the kit import each other, directly or through others.
 
 import-linter's contracts (``.importlinter``) keep the layers in order; this check covers what a
-layers contract cannot see: a cycle between modules of one package (``claims.audit.engine`` ⇄ its
-rules, ``run.executors`` ⇄ ``run.ray_executor``). Function-level imports count: a lazy import only
-moves the cycle to run time. Usage: ``python tools/import_cycles.py [package]``; exit 1 on a cycle.
+layers contract cannot see: a cycle between modules of one package (as the audit's engine and its
+rule modules once were, or ``run.executors`` and ``run.ray_executor``). Function-level imports
+count: a lazy import only moves the cycle to run time.
+Usage: ``python tools/import_cycles.py [package]``; exit 1 on a cycle.
 """
 
 from __future__ import annotations
