@@ -37,3 +37,14 @@ def one_line(text: object, limit: int = ONE_LINE_LIMIT) -> str:
     else:
         flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def first_line(exc: BaseException, limit: int = ONE_LINE_LIMIT) -> str:
+    """The first non-empty line of an exception's message (its type's name if it has none).
+
+    For libraries whose messages put the cause first and a wall of context after (ONNX Runtime's
+    provider errors, bitsandbytes' setup report): the first line is the one a reader needs.
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

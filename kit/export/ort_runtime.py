@@ -18,6 +18,8 @@ import functools
 import os
 from typing import Any
 
+from kit.errors import first_line
+
 # Short names accepted by the ``provider`` path option, and the provider each one means.
 PROVIDER_ALIASES: dict[str, str] = {
     "cpu": "CPUExecutionProvider",
@@ -116,7 +118,7 @@ def probe_provider(name: str) -> tuple[bool, str]:
         kept = session.get_providers()
         session.run(None, {"X": np.ones((1, 4), dtype=np.float32)})
     except Exception as exc:  # ORT raises its own Fail/RuntimeException types
-        return False, f"a session asking for {name} failed: {_first_line(exc)}"
+        return False, f"a session asking for {name} failed: {first_line(exc)}"
     if not kept or kept[0] != name:
         return False, (
             f"ORT lists {name} but a session dropped it (providers kept: {kept}); "
@@ -201,9 +203,3 @@ def session_record(session: Any, options: Any, provider_options: dict[str, Any] 
         "onnxruntime_version": ort.__version__,
         "onnxruntime_device": ort.get_device(),
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 300 else line[:297] + "..."

@@ -21,6 +21,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kit.errors import first_line
+
 # Linear layers the probe quantizes: out x in. 64 keeps every kernel constraint (CPU 4-bit packing
 # needs out_features % 32 == 0, 4-bit blocks of 64) satisfied, so a failure is the backend's.
 _PROBE_SHAPE = (64, 64)
@@ -103,13 +105,7 @@ def import_bnb() -> tuple[Any | None, str | None]:
             return None, "bitsandbytes is not installed"
         return None, f"bitsandbytes fails to import: {type(exc).__name__}: {exc}"
     except Exception as exc:  # bitsandbytes raises RuntimeError when its native setup fails
-        return None, f"bitsandbytes fails to import: {type(exc).__name__}: {_first_line(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+        return None, f"bitsandbytes fails to import: {type(exc).__name__}: {first_line(exc)}"
 
 
 def bnb_version(bnb: Any | None = None) -> str | None:
@@ -134,7 +130,7 @@ def native_library(bnb: Any) -> dict[str, Any]:
     try:
         cext = importlib.import_module("bitsandbytes.cextension")
     except Exception as exc:
-        return {"kind": "unknown", "error": _first_line(exc)}
+        return {"kind": "unknown", "error": first_line(exc)}
     lib = getattr(cext, "lib", None)
     info: dict[str, Any] = {"kind": "unknown", "error": None, "class": type(lib).__name__ if lib is not None else None}
     mock = getattr(cext, "ErrorHandlerMockBNBNativeLibrary", None)
@@ -144,7 +140,7 @@ def native_library(bnb: Any) -> dict[str, Any]:
         return info
     if mock is not None and isinstance(lib, mock):
         info["kind"] = "missing"
-        info["error"] = _first_line(Exception(getattr(lib, "formatted_error", None) or getattr(lib, "error_msg", "")))
+        info["error"] = first_line(Exception(getattr(lib, "formatted_error", None) or getattr(lib, "error_msg", "")))
         return info
     compiled_with_cuda = getattr(lib, "compiled_with_cuda", None)
     if compiled_with_cuda is None:
@@ -240,7 +236,7 @@ def transformers_loader_status(device: str) -> tuple[bool, str]:
         try:
             integ = importlib.import_module("transformers.integrations.bitsandbytes")
         except Exception as exc:
-            return False, f"transformers.integrations.bitsandbytes fails to import: {_first_line(exc)}"
+            return False, f"transformers.integrations.bitsandbytes fails to import: {first_line(exc)}"
         # Added with bitsandbytes multi-backend support; older loaders raise "No GPU found".
         if not hasattr(integ, "validate_bnb_backend_availability"):
             return False, (
@@ -351,7 +347,7 @@ def probe_method(method: str, device: str) -> tuple[bool, str]:
         cos = torch.nn.functional.cosine_similarity(y.flatten(), ref.flatten(), dim=0).item()
     except Exception as exc:
         return False, (
-            f"bitsandbytes {version} cannot run {method} on {device}: {type(exc).__name__}: {_first_line(exc)}"
+            f"bitsandbytes {version} cannot run {method} on {device}: {type(exc).__name__}: {first_line(exc)}"
         )
     finally:
         remove_filter()

@@ -58,6 +58,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from kit.errors import first_line
 from kit.results.store import Cell
 from kit.run.child import TaskCrashed, run_in_child
 
@@ -353,16 +354,16 @@ class RayExecutor:
         attempts = f"on each of {self.max_retries + 1} attempt(s)"
         if isinstance(exc, CellProcessLost):
             cause = getattr(exc, "cause", None)
-            return f"cell process lost {attempts}: {cause or _first_line(exc)}"
+            return f"cell process lost {attempts}: {cause or first_line(exc)}"
         if isinstance(exc, ray.exceptions.OutOfMemoryError):
-            return f"out of memory: Ray's memory monitor killed the task ({_first_line(exc)})"
+            return f"out of memory: Ray's memory monitor killed the task ({first_line(exc)})"
         if isinstance(exc, ray.exceptions.TaskCancelledError):
             return "cancelled"
         if isinstance(
             exc, (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)
         ):
             return f"Ray worker lost {attempts} ({type(exc).__name__})"
-        return f"Ray error: {type(exc).__name__}: {_first_line(exc)}"
+        return f"Ray error: {type(exc).__name__}: {first_line(exc)}"
 
     # ------------------------------------------------------------------------- a whole matrix
 
@@ -456,12 +457,6 @@ def _unsupported_device(cell: Cell) -> str | None:
     except KeyError as exc:
         return str(exc.args[0]) if exc.args else str(exc)
     return None if ok else why
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
 
 
 # -------------------------------------------------------------------------------- benchmark
