@@ -53,6 +53,20 @@ def _finding(r: Rule, hit: Hit) -> Finding:
     )
 
 
+def _about_the_rule(r: Rule, kind: str, message: str, evidence: str) -> Finding:
+    """A finding about the rule itself (it was skipped, or the kit failed inside it), about no claim."""
+    return Finding(
+        rule=r.id,
+        family=r.family,
+        severity="info" if kind == "skipped" else "error",
+        message=message,
+        evidence=evidence,
+        claims=(),
+        convention=r.convention,
+        kind=kind,
+    )
+
+
 def run_rule(study: Study, r: Rule) -> list[Finding]:
     """One rule's findings; its failure (or skip) is a finding too, after what it yielded before."""
     out: list[Finding] = []
@@ -61,28 +75,20 @@ def run_rule(study: Study, r: Rule) -> list[Finding]:
             out.append(_finding(r, hit))
     except RuleSkipped as skip:
         out.append(
-            Finding(
-                rule=r.id,
-                family=r.family,
-                severity="info",
-                message=f"rule {r.id} skipped: {one_line(str(skip))}",
-                evidence="the rule could not run on this machine; install the package to run it",
-                claims=(),
-                convention=r.convention,
-                kind="skipped",
+            _about_the_rule(
+                r,
+                "skipped",
+                f"rule {r.id} skipped: {one_line(str(skip))}",
+                "the rule could not run on this machine; install the package to run it",
             )
         )
     except Exception as exc:  # run all, report all: a bug in one rule is a finding, never the end of the audit
         out.append(
-            Finding(
-                rule=r.id,
-                family=r.family,
-                severity="error",
-                message=f"rule {r.id} failed (a bug in the kit, not a defect of the claims): {one_line(exc)}",
-                evidence="the rule could not finish; the findings it yielded before failing (if any) are kept",
-                claims=(),
-                convention=r.convention,
-                kind="error",
+            _about_the_rule(
+                r,
+                "error",
+                f"rule {r.id} failed (a bug in the kit, not a defect of the claims): {one_line(exc)}",
+                "the rule could not finish; the findings it yielded before failing (if any) are kept",
             )
         )
     return out
