@@ -395,3 +395,45 @@ def library_details(device: str) -> dict[str, Any]:
         info["cpu_int8_kernel"] = cpu_int8_kernel()
         info["cpu_4bit_kernel"] = cpu_4bit_kernel()
     return info
+
+
+# ----------------------------------------------------------------- the CPU 4-bit kernel, as run
+
+
+def route_cpu_4bit_layers(model: Any, compute_dtype: str = "bfloat16") -> list[str]:
+    """Send 4-bit layers the fused CPU kernel cannot take, or must not take, to bitsandbytes'
+    generic path.
+
+    bitsandbytes >= 0.48 repacks a Linear4bit's weight for its AVX512-BF16 kernel at the first
+    CPU forward, which asserts out_features % 32 == 0 and needs in_features % blocksize == 0 (the
+    1000-class head fails: "N must be divisible by block_n"). That kernel also computes in bf16
+    whatever ``bnb_4bit_compute_dtype`` says, so with any other compute dtype every layer is
+    routed, or the result would name a compute dtype that never ran. The module attribute
+    ``support_avx512bf16_for_cpu`` gates the repacking; clearing it keeps the layer 4-bit, run by
+    dequantize + matmul in the compute dtype. Returns the names of the layers so routed.
+    """
+    routed = []
+    for name, m in model.named_modules():
+        if not getattr(m, "support_avx512bf16_for_cpu", False):
+            continue
+        qs = getattr(m.weight, "quant_state", None) or getattr(m, "quant_state", None)
+        block = int(getattr(qs, "blocksize", 64) or 64)
+        misfit = int(m.out_features) % CPU_4BIT_BLOCK_N or int(m.in_features) % block
+        if misfit or compute_dtype != "bfloat16":
+            m.support_avx512bf16_for_cpu = False
+            routed.append(name)
+    return routed
+
+
+def cpu_4bit_kernel_as_run(n_generic: int, n_4bit: int) -> dict[str, Any]:
+    """Which CPU kernels the 4-bit layers run: the fused one (as bitsandbytes loaded it) for the
+    layers not routed, dequantize + matmul for the rest."""
+    fused = n_4bit - n_generic if has_avx512bf16() else 0
+    return {
+        "fused_layers": fused,
+        "fused_kernel": cpu_4bit_kernel() if fused else None,
+        "generic_layers": n_4bit - fused,
+        "generic_kernel": "bitsandbytes gemm_4bit (dequantize_4bit + torch matmul in the compute dtype)"
+        if n_4bit - fused
+        else None,
+    }
