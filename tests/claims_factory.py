@@ -102,6 +102,13 @@ def ok_result(
         "memory": {
             "peak_mb": peak_mb,
             "peak_source": "torch.cuda.max_memory_allocated",
+            # Memory by phase (kit.measure.memory); the synthetic peak stands for every phase.
+            "phases": {
+                "load": {"peak_mb": peak_mb, "net_mb": peak_mb, "source": "synthetic test document"},
+                "steady": {"mb": peak_mb, "source": "synthetic test document"},
+                "inference": {"peak_mb": peak_mb, "net_mb": peak_mb, "source": "synthetic test document"},
+                "baseline_mb": 0.0,
+            },
             **(
                 {
                     "cuda": {

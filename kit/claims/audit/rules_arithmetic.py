@@ -9,6 +9,7 @@ disagree with each other are the business of ``consistency.cell_values``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -378,4 +379,121 @@ def annualised(study: Study) -> Iterator[Hit]:
             f"(gain/cost alone {fmt(simple.mid)}%); published {fmt(roi.num)}%",
             [roi, gain, cost],
             severity="error",
+        )
+
+
+def _is_table_row(c: AuditClaim) -> bool:
+    return bool(c.raw.get("table_cell")) or c.text.lstrip().startswith("|")
+
+
+@rule(
+    "arith.stated_total",
+    family="arithmetic",
+    severity="error",
+    convention="a total stated in the text of a section (same metric and unit, not a table row) must equal "
+    "the sum of that section's table rows, within the rounding of the printed figures",
+)
+def stated_total(study: Study) -> Iterator[Hit]:
+    """A total stated in the text that is not the sum of the document's own table."""
+    groups: dict[tuple[str, str, str, str], list[AuditClaim]] = {}
+    for c in study.claims:
+        if c.kind == "study" and c.is_number and c.unit:
+            groups.setdefault((c.source_file, c.section, c.metric, c.unit), []).append(c)
+    for (_src, section, metric, unit), cs in sorted(groups.items()):
+        rows = [c for c in cs if _is_table_row(c)]
+        totals = [c for c in cs if not _is_table_row(c)]
+        if len(rows) < 2 or len(totals) != 1:
+            continue
+        total = totals[0]
+        s = Iv.point(0.0)
+        for r in rows:
+            s = s + r.iv
+        if total.iv.meets(s):
+            continue
+        yield Hit(
+            f"'{total.text.strip(' -')[:90]}': the stated total {fmt(total.num)} {unit} is not the sum of the "
+            f"{len(rows)} rows of its own table, {fmt(s.mid)} {unit} ({fmt(total.num - s.mid)} {unit} "
+            f"{'more' if total.num > s.mid else 'less'})",
+            f"{' + '.join(fmt(r.num) for r in rows)} = {fmt(s.mid)} ({section}, {metric}); stated {fmt(total.num)}",
+            [total, *rows],
+            severity=gap_severity(total.iv, s),
+        )
+
+
+_SAVINGS_METRICS = ("infrastructure_savings_pct", "instance_reduction_pct", "cost_reduction_pct")
+
+
+@rule(
+    "arith.savings_vs_speedup",
+    family="arithmetic",
+    severity="warning",
+    convention="a speedup s lets a fleet shrink by at most 1 - 1/s; a percentage saving of instances or "
+    "cost is checked against the speedup stated beside it (same section), else against the study's "
+    "speedups of the path it names (the most any model reaches, and their mean)",
+)
+def savings_vs_speedup(study: Study) -> Iterator[Hit]:
+    """Percentage savings larger than the stated speedup allows (1 - 1/speedup)."""
+    for c in study.claims:
+        if c.metric not in _SAVINGS_METRICS:
+            continue
+        vals = c.value if isinstance(c.value, list) else [c.value]
+        if not vals or not all(isinstance(v, (int, float)) for v in vals):
+            continue
+        top = max(float(v) for v in vals)
+        beside = [
+            x
+            for x in study.claims
+            if x.source_file == c.source_file
+            and x.section == c.section
+            and x.metric == "speedup"
+            and x.is_number
+            and x.kind == "cell"
+        ]
+        if beside:
+            s = max(beside, key=lambda x: x.num)
+            allowed = (1 - 1 / s.iv.hi) * 100
+            if c.iv_of(top).lo > allowed:
+                yield Hit(
+                    f"'{c.text.strip(' -')[:90]}': {fmt(top)}% fewer instances needs a "
+                    f"{fmt(1 / (1 - top / 100))}x speedup, but the speedup stated beside it is {fmt(s.num)}x, which "
+                    f"allows at most {fmt(allowed)}%",
+                    f"1 - 1/{fmt(s.num)} = {fmt(allowed)}% < {fmt(top)}% ({s.id})",
+                    [c, s],
+                )
+            continue
+        path = c.kit_path or ("torch-fp16" if re.search(r"\bfp16\b", c.text, re.I) else None)
+        if path is None:
+            continue
+        rows: dict[str, float] = {}
+        for x in study.cells("speedup", kit_path=path):
+            if study.same_group(x, c) and x.model:
+                rows.setdefault(x.model, x.num)
+        if not rows:
+            continue
+        mean = sum(rows.values()) / len(rows)
+        best = max(rows.values())
+        need = 1 / (1 - top / 100) if top < 100 else math.inf
+        allowed_mean = (1 - 1 / mean) * 100
+        if c.iv_of(top).lo <= allowed_mean:
+            continue
+        reach = sorted(m for m, v in rows.items() if v >= need - 0.005)
+        low = min(float(v) for v in vals)
+        need_low = 1 / (1 - low / 100) if low < 100 else math.inf
+        reach_low = sum(1 for v in rows.values() if v >= need_low - 0.005)
+        yield Hit(
+            f"'{c.text.strip(' -')[:90]}': {fmt(top)}% needs a {fmt(need)}x {path} speedup; the study's own {path} "
+            f"speedups average {fmt(mean)}x (at most {fmt(max(allowed_mean, 0))}% saving) and "
+            + (
+                f"only {', '.join(reach)} reach{'es' if len(reach) == 1 else ''} {fmt(need)}x"
+                if reach
+                else f"none reaches {fmt(need)}x (best {fmt(best)}x)"
+            )
+            + (
+                f"; even {fmt(low)}% needs {fmt(need_low)}x, which {reach_low} of {len(rows)} models reach"
+                if low < top
+                else ""
+            ),
+            f"1 - 1/s: mean {fmt(mean)}x -> {fmt(allowed_mean)}%, best {fmt(best)}x -> {fmt((1 - 1 / best) * 100)}%; "
+            f"{len(rows)} {path} speedups",
+            [c],
         )

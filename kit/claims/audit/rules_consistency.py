@@ -331,6 +331,39 @@ def _file_bands(cats: Iterable[Category]) -> dict[tuple[str, str], Category]:
     return out
 
 
+def _band_of(cat: Category, bands: dict[tuple[str, str], Category]) -> Threshold | None:
+    """A category's own band, else the band its file states for that tier."""
+    if cat.threshold is not None:
+        return cat.threshold
+    band_cat = bands.get((cat.source_file, cat.key)) if cat.key else None
+    return band_cat.threshold if band_cat else None
+
+
+def _out_of_band(study: Study, cat: Category, model: str, bands: dict[tuple[str, str], Category]) -> bool:
+    """Whether ``model`` certainly lies outside the band of ``cat`` (category_threshold's finding)."""
+    thr = _band_of(cat, bands)
+    got = published_params(study, model, cat.claims[0]) if cat.claims else None
+    return thr is not None and got is not None and thr.admits(got[0]) is False
+
+
+def _threshold_flagged(study: Study, cat: Category, bands: dict[tuple[str, str], Category]) -> bool:
+    """Whether category_threshold reports this statement (an out-of-band member or a wrong count)."""
+    thr = _band_of(cat, bands)
+    if thr is None or not cat.claims:
+        return False
+    if cat.members and any(_out_of_band(study, cat, m, bands) for m in cat.members):
+        return True
+    if cat.count is not None and cat.source == "count":
+        inside = maybe = 0
+        for m in _study_models(study, cat.claims[0]):
+            got = published_params(study, m, cat.claims[0])
+            verdict = thr.admits(got[0]) if got else None
+            inside += verdict is True
+            maybe += verdict is None and got is not None
+        return not (inside <= cat.count <= inside + maybe)
+    return False
+
+
 @rule(
     "consistency.category_threshold",
     family="consistency",
@@ -401,7 +434,7 @@ def category_threshold(study: Study) -> Iterator[Hit]:
             for m, (iv, _pc) in sorted(bad.items())
         )
         yield Hit(
-            f"{src}: '{' / '.join(e['labels'][:3])}' ({e['thr'].text}) includes {len(bad)} model(s) "
+            f"{src}: '{' / '.join(_shown_labels(e['labels'])[:3])}' ({e['thr'].text}) includes {len(bad)} model(s) "
             f"outside that band: {listing}",
             f"band {e['thr'].text}; "
             + "; ".join(f"{m}: published {_p(iv.mid)} ({pc.id})" for m, (iv, pc) in sorted(bad.items())),
@@ -410,6 +443,12 @@ def category_threshold(study: Study) -> Iterator[Hit]:
                 *(x for x in e["claims"][:6] if x not in [pc for _iv, pc in bad.values()]),
             ],
         )
+
+
+def _shown_labels(labels: list[str]) -> list[str]:
+    """Category labels as printed; a statistic's claim id stands in only when nothing else names it."""
+    printed = [x for x in labels if not re.match(r"^\d{3}\.", x)]
+    return printed or labels
 
 
 @rule(
@@ -423,6 +462,7 @@ def category_threshold(study: Study) -> Iterator[Hit]:
 def category_membership(study: Study) -> Iterator[Hit]:
     """A model placed in different size tiers by different files (or twice in one file)."""
     cats = [c for c in categories(study) if c.key in SIZE_TIERS and c.members and c.source != "aggregate"]
+    bands = _file_bands(categories(study))
     where: dict[tuple[str, str], dict[str, list[Category]]] = defaultdict(lambda: defaultdict(list))
     for cat in cats:
         group = study.group_of(cat.source_file)
@@ -430,6 +470,11 @@ def category_membership(study: Study) -> Iterator[Hit]:
             where[(group, m)][cat.key or ""].append(cat)
     for (_g, model), by_key in sorted(where.items()):
         if len(by_key) < 2:
+            continue
+        # one root cause, one finding: a placement outside the tier's own band is category_threshold's
+        # finding; the conflict is this rule's only if two placements remain that each fit their band
+        fitting = [k for k, cs in by_key.items() if not all(_out_of_band(study, c, model, bands) for c in cs)]
+        if len(fitting) < 2:
             continue
         parts = []
         claims: list[AuditClaim] = []
@@ -481,9 +526,12 @@ def category_bands(study: Study) -> Iterator[Hit]:
     # counts: compared between statements of the *same* category name ("Edge Models" in 000 and
     # 002), not across taxonomies ("Foundation Transformer" in 001 is not "Foundation Models")
     by_name: dict[tuple[str, str], dict[str, tuple[int, Category]]] = defaultdict(dict)
+    file_bands = _file_bands(categories(study))
     for c in categories(study):
         if c.source == "aggregate" or not c.key:
             continue
+        if _threshold_flagged(study, c, file_bands):
+            continue  # a count or list that contradicts its own band: category_threshold's finding
         n = c.count if c.count is not None else (len(c.members) if c.members else None)
         if n is None:
             continue
@@ -569,6 +617,8 @@ def method_row_count(study: Study) -> Iterator[Hit]:
         mc = next((m for m in mcs if study.same_group(m, c)), None)
         if mc is None or c.num <= mc.num or mc.num <= 0:
             continue
+        if float(c.num / mc.num).is_integer():
+            continue  # the rows of whole paths under one label: method.row_label's finding (one root cause)
         yield Hit(
             f"'{c.subject.get('item') or c.text}': {fmt(c.num)} models, but the study has "
             f"{fmt(mc.num)}: the count is of result rows, not models",
@@ -635,3 +685,63 @@ def _against_speedups(
         f"{reach} >= {fmt(implied)}x",
         claims,
     )
+
+
+# ------------------------------------------------------------------ figures presented together
+
+
+@rule(
+    "consistency.row_pairs",
+    family="consistency",
+    severity="warning",
+    convention="figures presented together for one model in one statement (a speedup and a memory "
+    "reduction) must come from one (model, precision) row; the FP32 baseline of a ratio is exempt, and "
+    "table rows (one column per precision) are not statements",
+)
+def row_pairs(study: Study) -> Iterator[Hit]:
+    """A speedup and a memory reduction shown together for one model but taken from different precisions."""
+    stmts: dict[tuple[str, str, str, str], list[AuditClaim]] = defaultdict(list)
+    for c in study.claims:
+        if (
+            c.kind != "cell"
+            or not c.model
+            or not c.is_number
+            or c.raw.get("table_cell")
+            or c.text.lstrip().startswith("|")
+        ):
+            continue
+        if not path_key(c) or path_key(c) in ("torch-fp32", "ort-fp32"):
+            continue
+        stmts[(c.source_file, c.section, c.text.strip(), c.model)].append(c)
+    found: dict[str, list[tuple[str, list[AuditClaim]]]] = defaultdict(list)
+    for (src, _sec, _text, model), cs in sorted(stmts.items()):
+        paths = {path_key(c) for c in cs}
+        metrics = {c.metric for c in cs}
+        if len(paths) < 2 or len(metrics) < 2:
+            continue
+        found[src].append((model, cs))
+    for src, items in sorted(found.items()):
+        parts = []
+        for model, cs in items:
+            other = []
+            for c in cs:  # what the same row would have said for the other metrics
+                for o in cs:
+                    if o.metric == c.metric:
+                        continue
+                    same_row = [
+                        x for x in study.cells(o.metric, model=model, kit_path=path_key(c)) if study.same_group(x, c)
+                    ]
+                    if same_row:
+                        best = min(same_row, key=lambda x: x.iv.half)  # the most precisely printed copy
+                        other.append(f"{path_key(c)} {o.metric} {fmt(best.num)}")
+            parts.append(
+                f"{model}: "
+                + " with ".join(f"{c.metric} {fmt(c.num)} ({path_key(c)})" for c in cs)
+                + (f" (one row would give {', '.join(sorted(set(other)))})" if other else "")
+            )
+        yield Hit(
+            f"{src}: {len(items)} statement(s) pair figures of different precisions as one model's result, "
+            "though no single configuration delivers both: " + "; ".join(parts),
+            "; ".join(f"'{cs[0].text.strip()[:90]}' ({cs[0].section})" for _m, cs in items),
+            [c for _m, cs in items for c in cs],
+        )

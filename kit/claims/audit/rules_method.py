@@ -192,7 +192,8 @@ def indistinguishable(study: Study) -> Iterator[Hit]:
             others = [f"{k}: {len(per_loc[k])}/{totals[k]}" for k in locs if k != loc]
             yield Hit(
                 f"{b_path} and {a_path} report the same peak memory for {len(same)} of {totals[loc]} models "
-                f"({loc}); different bit widths cannot give identical footprints",
+                f"({loc}); different bit widths cannot give identical footprints, so the {b_path} rows "
+                f"measured the {a_path} computation again",
                 ", ".join(f"{m} {fmt(x.num)}" for m, x, _y in same[:10])
                 + (" ...; " if len(same) > 10 else "; ")
                 + (aggs or "no aggregates compared")
@@ -256,12 +257,25 @@ def row_label(study: Study) -> Iterator[Hit]:
         extra = [p for p in order if p not in own and rows[p] and int(c.num) == n_own + rows[p]]
         if not extra:
             continue
+        # the figures of the same line average the pooled rows (one root cause, listed here)
+        pooled = [
+            a
+            for a in study.claims
+            if a.kind == "aggregate" and a.source_file == c.source_file and a.text.strip() == c.text.strip()
+        ]
         yield Hit(
             f"'{c.subject.get('item')}' counts {fmt(c.num)} rows = {n_own} {'/'.join(own)} + {rows[extra[0]]} "
-            f"{extra[0]} rows: the {extra[0]} rows carry this method's label",
+            f"{extra[0]} rows as {fmt(c.num)} 'models': the {extra[0]} rows carry this method's label"
+            + (
+                f", and the line's {', '.join(f'{a.metric} {fmt(a.num)}' for a in pooled if a.is_number)} "
+                f"average both methods"
+                if pooled
+                else ""
+            ),
             f"rows per path in the tables: {', '.join(f'{p} {n}' for p, n in rows.items())}; "
-            f"{fmt(c.num)} = {n_own} + {rows[extra[0]]}",
-            [c],
+            f"{fmt(c.num)} = {n_own} + {rows[extra[0]]}"
+            + (f"; pooled figures: {', '.join(a.id for a in pooled)}" if pooled else ""),
+            [c, *pooled],
         )
 
 
@@ -354,7 +368,9 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
         "autocast on a half model",
         re.compile(r"\.half\(\).*autocast\(|autocast\(.*\.half\(\)", re.S),
         None,
-        "wraps an already-half model in autocast: a no-op, so it is not what made FP16 faster",
+        "wraps a model already converted with .half() in autocast: its matmuls were FP16 before autocast, "
+        "which only adds casts (it runs its float32-list ops such as softmax and layer_norm in FP32 and casts "
+        "back), so autocast is not what made FP16 faster and the speed comes from .half() alone",
     ),
     (
         "undefined loss function",
@@ -414,7 +430,8 @@ _CODE_CHECKS: tuple[tuple[str, re.Pattern[str], re.Pattern[str] | None, str], ..
         "nvFuser",
         re.compile(r"fuser\(\s*[\"']fuser2[\"']\s*\)"),
         None,
-        "selects 'fuser2' (nvFuser), deprecated for TorchScript since torch 2.0 and a no-op from 2.2",
+        "selects 'fuser2' (TorchScript's nvFuser), deprecated by torch 2.1 (the study's version, where it "
+        "still runs) and a no-op that only warns from torch 2.2 on: on a current PyTorch it fuses nothing",
     ),
 )
 _CODE_SEVERITY = {
@@ -515,3 +532,101 @@ def _fixed_input(study: Study, c: AuditClaim, h: int, w: int, call: str) -> Iter
         [c],
         severity="error" if strict else "warning",
     )
+
+
+# targets named for a deployment, and the device each one offers a quantization backend
+_TARGETS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (
+        re.compile(r"\bmobile\b|\bphone|\bon-device\b|\biot\b", re.I),
+        "cpu",
+        "mobile devices (no NVIDIA CUDA GPU)",
+    ),
+    (re.compile(r"\bcpu\b|\bx86\b|\bxeon\b|\bmkl", re.I), "cpu", "the CPU"),
+)
+
+
+@rule(
+    "method.deployment_target",
+    family="method",
+    severity="error",
+    convention="a deployment target recommended for a quantized path must be a device the path's backend "
+    "runs on, as the path registry declares it (bitsandbytes <= 0.43, the study's 0.42 included, is "
+    "CUDA-only; torch dynamic INT8 is CPU-only)",
+)
+def deployment_target(study: Study) -> Iterator[Hit]:
+    """A recommended deployment target where the named quantization backend does not run."""
+    cannot = device_statements()
+    for plat in study.metric("claimed_platform", "deployment_target"):
+        words = f"{plat.value if isinstance(plat.value, str) else ''} {plat.text}"
+        target = next(((dev, name) for pat, dev, name in _TARGETS if pat.search(words)), None)
+        if target is None:
+            continue
+        device, name = target
+        # the paths recommended for it: its own, and those of the figures in the same section
+        recs: dict[str, list[AuditClaim]] = defaultdict(list)
+        if plat.kit_path:
+            recs[plat.kit_path].append(plat)
+        for c in study.claims:
+            if c is plat or c.source_file != plat.source_file or c.section != plat.section:
+                continue
+            paths = []
+            if c.kit_path:
+                paths.append(c.kit_path)
+            spec = c.over.get("kit_path", c.over.get("kit_paths")) if c.kind == "aggregate" else None
+            paths.extend([spec] if isinstance(spec, str) else [p for p in spec or [] if isinstance(p, str)])
+            for p in paths:
+                recs[p].append(c)
+        for p, cs in sorted(recs.items()):
+            why = cannot.get((p, device))
+            if why is None:
+                continue
+            models = sorted({c.model or (c.over.get("models") or [None])[0] or "" for c in cs} - {""})
+            pins = sorted(
+                {
+                    str(v.value)
+                    for v in study.metric("software_version")
+                    if study.same_group(v, plat) and p.startswith("bnb-") and v.subject.get("item") == "bitsandbytes"
+                }
+            )
+            said = re.sub(r"[*]+", "", plat.text).strip(" -")[:70]
+            yield Hit(
+                f"{plat.source_file}: recommends {p}{' for ' + ', '.join(models) if models else ''} on {name} "
+                f"('{said}'), but {p} {why}"
+                + (f" (the study pins {', '.join(pins)})" if pins else "")
+                + ": that backend does not run there",
+                f"{plat.id}: target {plat.value!r} -> {device}; path {p} on {device}: {why}; figures: "
+                + ", ".join(c.id for c in cs[:6]),
+                [plat, *cs[:6]],
+            )
+
+
+# methods whose activation scales are computed at run time, from each input: nothing to calibrate
+_RUNTIME_SCALED = {
+    "torch-int8-dynamic": "dynamic quantization computes each activation's scale at run time from the input itself",
+    "ort-int8-dynamic": "dynamic quantization computes each activation's scale at run time from the input itself",
+    "bnb-int8": "LLM.int8() quantizes weights when moved to the GPU and activations per row at run time",
+    "bnb-nf4": "NF4 stores block-quantized weights and computes in FP16: no activation scales exist",
+}
+
+
+@rule(
+    "method.calibration_without_method",
+    family="method",
+    severity="warning",
+    convention="a recommendation to calibrate or recalibrate is void for a method with no calibration step "
+    "(dynamic INT8 and LLM.int8() scale activations at run time; NF4 keeps activations in FP16)",
+)
+def calibration_without_method(study: Study) -> Iterator[Hit]:
+    """Calibration recommended for a quantization method that has nothing to calibrate."""
+    for c in study.metric("recommendation", "deployment_recommendation"):
+        if not re.search(r"\bcalibrat|\brecalibrat", f"{c.value} {c.text}", re.I):
+            continue
+        why = _RUNTIME_SCALED.get(c.kit_path or "")
+        if why is None:
+            continue
+        said = re.sub(r"[*]+", "", c.text).strip(" -")[:90]
+        yield Hit(
+            f"{c.source_file}: recommends '{said}' for {c.kit_path}, which has no calibration step: {why}",
+            f"{c.id}: method {c.kit_path}; {why}",
+            [c],
+        )

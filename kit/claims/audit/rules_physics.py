@@ -123,6 +123,7 @@ def memory_unit(study: Study) -> Iterator[Hit]:
 )
 def model_size(study: Study) -> Iterator[Hit]:
     """A model size on disk that cannot hold the model's weights (or is far above them)."""
+    small: dict[tuple[str, str], list[tuple[AuditClaim, float]]] = defaultdict(list)
     for c in study.cells("model_size_mb"):
         a = arch(c.model or "")
         lo_b = weight_bytes(a, _precision_of(c), "low") if a else None
@@ -130,13 +131,7 @@ def model_size(study: Study) -> Iterator[Hit]:
         if a is None or lo_b is None or hi_b is None:
             continue
         if c.iv.hi * MIB < 0.95 * lo_b:
-            yield Hit(
-                f"{c.model} {path_key(c)}: model size {fmt(c.num)} MB cannot hold {a.params / 1e6:.1f}M "
-                f"parameters at that precision (>= {fmt(lo_b / MB)} MB)",
-                f"{a.params:,} params ({a.linear:,} Linear) -> {fmt(lo_b / MB)} MB = {fmt(lo_b / MIB)} MiB; "
-                f"published {fmt(c.num)} = {fmt(c.num * MIB / lo_b * 100)}% of that",
-                [c],
-            )
+            small[(c.source_file, c.model or "")].append((c, lo_b))
         elif c.iv.lo * MB > 1.5 * hi_b:
             yield Hit(
                 f"{c.model} {path_key(c)}: model size {fmt(c.num)} MB is more than 1.5x its weights "
@@ -145,6 +140,25 @@ def model_size(study: Study) -> Iterator[Hit]:
                 [c],
                 severity="warning",
             )
+    # one finding per (file, model): every size that cannot hold the weights, listed together
+    for (_src, model), items in small.items():
+        a = arch(model)
+        assert a is not None
+        yield Hit(
+            f"{model}: "
+            + "; ".join(
+                f"{path_key(c)} model size {fmt(c.num)} MB cannot hold {a.params / 1e6:.1f}M parameters "
+                f"(>= {fmt(lo / MB)} MB)"
+                for c, lo in items
+            ),
+            f"{a.params:,} params ({a.linear:,} Linear); "
+            + "; ".join(
+                f"{c.id}: {path_key(c)} -> {fmt(lo / MB)} MB = {fmt(lo / MIB)} MiB, published {fmt(c.num)} = "
+                f"{fmt(c.num * MIB / lo * 100)}% of that"
+                for c, lo in items
+            ),
+            [c for c, _lo in items],
+        )
 
 
 def _by_location(study: Study, metric: str) -> dict[tuple[str, str], dict[str, AuditClaim]]:
@@ -177,7 +191,9 @@ def nf4_vs_int8(study: Study) -> Iterator[Hit]:
         if saving < max(1.0, 0.03 * i8.num):
             continue
         judged[loc] += 1
-        if n4.iv.lo > i8.iv.hi - saving / 2:
+        # rows identical to INT8 are method.indistinguishable's finding (one root cause, one finding);
+        # this rule reports the NF4 rows that differ from INT8 and still save nothing
+        if n4.iv.lo > i8.iv.hi - saving / 2 and not n4.iv.meets(i8.iv):
             per_loc[loc].append((model, i8, n4, saving))
     by_group: dict[str, list[str]] = defaultdict(list)
     for loc, items in per_loc.items():
@@ -187,13 +203,13 @@ def nf4_vs_int8(study: Study) -> Iterator[Hit]:
         loc = max(locs, key=lambda k: (judged[k], len(per_loc[k]), -per_loc[k][0][1].iv.half))
         items = per_loc[loc]
         model, i8, n4, saving = max(items, key=lambda t: t[3])
-        same = sum(1 for _m, a8, a4, _s in items if a8.iv.meets(a4.iv))
         facts = arch(model)  # known: its Linear share gave `saving`
         linear = f"{facts.linear:,}" if facts else "?"
         others = [f"{k}: {len(per_loc[k])}/{judged[k]}" for k in sorted(locs) if k != loc]
+        higher = sum(1 for _m, a8, a4, _s in items if a4.iv.lo > a8.iv.hi)
         yield Hit(
-            f"NF4 peak memory is not below INT8 for {len(items)} of {judged[loc]} models ({same} identical "
-            f"within rounding; {loc}); 4-bit weights should save ~{fmt(saving)} MiB on {model}",
+            f"NF4 peak memory differs from INT8 but is not below it for {len(items)} model(s) "
+            f"({higher} above it; {loc}): 4-bit weights should save ~{fmt(saving)} MiB on {model}",
             f"{model}: INT8 {fmt(i8.num)} vs NF4 {fmt(n4.num)}; expected NF4 <= {fmt(i8.num - saving)} "
             f"(Linear {linear} params x (1 - 0.5625) B); all: "
             + ", ".join(f"{m} {fmt(a8.num)}/{fmt(a4.num)}" for m, a8, a4, _ in items[:16])
@@ -342,6 +358,8 @@ _ARCH_FIELDS = {
 )
 def architecture(study: Study) -> Iterator[Hit]:
     """Architecture details that the named model does not have (e.g. DINOv2 with 16x16 patches)."""
+    # one finding per (file, model, hyper-parameter), listing every place that prints the wrong value
+    found: dict[tuple[str, str, str], list[tuple[AuditClaim, str, str]]] = defaultdict(list)
     for c in study.claims:
         if c.kind != "cell" or not c.model:
             continue
@@ -351,20 +369,27 @@ def architecture(study: Study) -> Iterator[Hit]:
         if c.metric in _ARCH_FIELDS and c.is_number:
             real = getattr(a, _ARCH_FIELDS[c.metric])
             if real is not None and int(c.num) != int(real):
-                yield Hit(
-                    f"{c.model}: published {c.metric} {fmt(c.num)}, but {a.checkpoint} has {real}",
-                    f"registry config {c.metric} = {real}; published {fmt(c.num)} ({c.text.strip()})",
-                    [c],
+                found[(c.source_file, c.model, c.metric)].append(
+                    (c, f"{c.metric} {fmt(c.num)} ({c.text.strip()[:60]})", f"{real}")
                 )
         elif c.metric == "architecture_label" and isinstance(c.value, str) and a.patch_size:
             m = re.search(r"/(\d+)\b", c.value)
             if m and int(m.group(1)) != int(a.patch_size):
-                yield Hit(
-                    f"{c.model}: label '{c.value}' names patch size {m.group(1)}, but {a.checkpoint} "
-                    f"uses {a.patch_size}x{a.patch_size} patches",
-                    f"registry config patch_size = {a.patch_size}; label '{c.value}'",
-                    [c],
+                found[(c.source_file, c.model, "patch_size")].append(
+                    (c, f"label '{c.value}' (patch {m.group(1)})", f"{a.patch_size}")
                 )
+    for (src, model, field_), items in found.items():
+        a = arch(model)
+        assert a is not None
+        real = items[0][2]
+        yield Hit(
+            f"{model}: {src} gives {field_} "
+            + " and ".join(desc for _c, desc, _r in items)
+            + f", but {a.checkpoint} has {field_} {real}",
+            f"registry config {field_} = {real}; published in {len(items)} place(s): "
+            + "; ".join(f"{c.id}: {desc}" for c, desc, _r in items),
+            [c for c, _d, _r in items],
+        )
 
 
 @rule(
@@ -394,3 +419,162 @@ def gpu_memory(study: Study) -> Iterator[Hit]:
                 f"{fmt(c.num)} MB > {fmt(gpu.memory_gb * 1e3)} MB",
                 [c],
             )
+
+
+# ------------------------------------------------------------- the document's own parameter counts
+
+_SIMPLE_BPP = {"torch-fp32": 4.0, "torch-fp16": 2.0, "torch-bf16": 2.0}
+
+
+def _published_params(study: Study, near: AuditClaim, model: str) -> list[AuditClaim]:
+    """The study's own printed parameter counts of ``model`` (same hardware group, own file first)."""
+    cands = [c for c in study.cells("parameters", model=model) if study.same_group(c, near) and c.num > 0]
+    return sorted(cands, key=lambda c: (c.source_file != near.source_file, c.id))
+
+
+@rule(
+    "physics.peak_vs_published_params",
+    family="physics",
+    severity="error",
+    convention="peak memory >= the document's OWN parameter count x bytes per parameter (FP32 4, FP16 2), "
+    "the count taken at the low end of its printed rounding and the peak read as MiB (both the readings "
+    "most favourable to the claim); one finding per study, each measurement counted once however many "
+    "tables print it",
+)
+def peak_vs_published_params(study: Study) -> Iterator[Hit]:
+    """Peak memories below the weights implied by the study's own published parameter counts."""
+    found: dict[str, dict[tuple[str, str], tuple[AuditClaim, AuditClaim, float]]] = defaultdict(dict)
+    for c in study.cells("peak_memory_mb"):
+        bpp = _SIMPLE_BPP.get(path_key(c) or "")
+        if bpp is None or not c.model:
+            continue
+        for p in _published_params(study, c, c.model):
+            need = p.iv.lo * bpp  # bytes, at the low end of the printed count
+            if c.iv.hi * MIB < need:
+                key = (c.model, path_key(c) or "")
+                prev = found[study.group_of(c.source_file)].get(key)
+                if prev is None or c.iv.hi < prev[0].iv.hi:
+                    found[study.group_of(c.source_file)][key] = (c, p, bpp)
+                break
+    for _g, items in sorted(found.items()):
+        rows = sorted(items.values(), key=lambda t: (t[0].model or "", path_key(t[0]) or ""))
+        parts = [
+            f"{c.model} {path_key(c)}: {fmt(p.num / 1e6)}M x {fmt(bpp)} B = {fmt(p.num * bpp / MB)} MB "
+            f"(= {fmt(p.num * bpp / MIB)} MiB) > published peak {fmt(c.num)}"
+            for c, p, bpp in rows
+        ]
+        copies = {
+            (c.model, path_key(c)): sorted(
+                {x.id for x in study.cells("peak_memory_mb", model=c.model, kit_path=path_key(c))}
+            )
+            for c, _p, _b in rows
+        }
+        yield Hit(
+            f"{len(rows)} published peak memor{'y is' if len(rows) == 1 else 'ies are'} below the weights of the "
+            f"study's own parameter count, even read as MiB: " + "; ".join(parts),
+            "; ".join(
+                f"{c.model} {path_key(c)}: parameters {p.id} = {fmt(p.num / 1e6)}M (>= {fmt(p.iv.lo / 1e6)}M at "
+                f"its printed rounding: {fmt(p.iv.lo * bpp / MIB)} MiB, still above {fmt(c.iv.hi)}); peak printed "
+                f"in {', '.join(copies[(c.model, path_key(c))])}"
+                for c, p, bpp in rows
+            ),
+            [x for c, p, _b in rows for x in (c, p)],
+        )
+
+
+@rule(
+    "physics.pairwise_weights",
+    family="physics",
+    severity="error",
+    convention="two models of one architecture and input resolution (same width, depth, patch and input "
+    "size) whose parameter counts differ must differ in peak memory by at least that difference x bytes "
+    "per parameter (FP32 4, FP16 2), with both the published and the real counts; peaks within one "
+    "table, read with their printed rounding, MiB",
+)
+def pairwise_weights(study: Study) -> Iterator[Hit]:
+    """Two same-architecture models whose peaks differ by less than their weights must."""
+    by_loc: dict[str, dict[tuple[str, str], AuditClaim]] = defaultdict(dict)
+    for c in study.cells("peak_memory_mb"):
+        if (path_key(c) or "") in _SIMPLE_BPP and c.model:
+            by_loc[c.location].setdefault((c.model, path_key(c) or ""), c)
+    found: dict[tuple[str, str], list[tuple[AuditClaim, AuditClaim, float, float, float]]] = defaultdict(list)
+    seen: set[tuple[str, str, str, str]] = set()  # a pair is judged once, on its most precise table
+    locs = sorted(by_loc.items(), key=lambda kv: (min(c.iv.half for c in kv[1].values()), kv[0]))
+    for _loc, cells in locs:
+        for (m1, p1), c1 in sorted(cells.items()):
+            for (m2, p2), c2 in sorted(cells.items()):
+                if p1 != p2 or m1 >= m2 or (study.group_of(c1.source_file), m1, m2, p1) in seen:
+                    continue
+                seen.add((study.group_of(c1.source_file), m1, m2, p1))
+                a1, a2 = arch(m1), arch(m2)
+                if a1 is None or a2 is None or _signature(a1) is None or _signature(a1) != _signature(a2):
+                    continue
+                pub1, pub2 = _published_params(study, c1, m1), _published_params(study, c2, m2)
+                if not pub1 or not pub2 or pub1[0].num == pub2[0].num:
+                    continue
+                small, big, sa, ba = (c1, c2, a1, a2) if pub1[0].num < pub2[0].num else (c2, c1, a2, a1)
+                d_pub = abs(pub2[0].num - pub1[0].num)
+                d_real = float(ba.params - sa.params)
+                if d_real <= 0:
+                    continue
+                bpp = _SIMPLE_BPP[p1]
+                need = min(d_pub, d_real) * bpp / MIB
+                got = (big.iv - small.iv).hi
+                if got < need:
+                    found[(small.model or "", big.model or "")].append((small, big, d_pub, d_real, bpp))
+    for (m_small, m_big), items in sorted(found.items()):
+        small, big, d_pub, d_real, _bpp = items[0]
+        yield Hit(
+            f"{m_big} and {m_small} share one architecture and input size, and the study's own counts differ "
+            f"by {fmt(d_pub / 1e6)}M parameters (real: {fmt(d_real / 1e6)}M), yet their published peaks differ "
+            "by "
+            + "; ".join(f"{fmt(b.num - s.num)} MB at {path_key(s)}" for s, b, *_ in items)
+            + " instead of at least "
+            + "; ".join(f"{fmt(min(dp, dr) * bpp / MIB)} MiB ({fmt(bpp)} B/param)" for _s, _b, dp, dr, bpp in items),
+            "; ".join(
+                f"{path_key(s)} ({s.location}): {b.model} {fmt(b.num)} vs {s.model} {fmt(s.num)}; needed "
+                f"{fmt(dp / 1e6)}M x {fmt(bpp)} B = {fmt(dp * bpp / MB)} MB by the published counts, "
+                f"{fmt(dr / 1e6)}M x {fmt(bpp)} B = {fmt(dr * bpp / MB)} MB by the real ones"
+                for s, b, dp, dr, bpp in items
+            ),
+            [x for s, b, *_ in items for x in (s, b)],
+        )
+
+
+def _signature(a: Arch) -> tuple[int | None, int | None, int | None, int] | None:
+    """Width, depth, patch and input size; None when the config does not state them all."""
+    if a.hidden_size is None or a.layers is None or a.patch_size is None:
+        return None
+    return (a.hidden_size, a.layers, a.patch_size, a.image_size)
+
+
+@rule(
+    "physics.shared_param_count",
+    family="physics",
+    severity="warning",
+    convention="three or more distinct models printed with one identical parameter count, where the real "
+    "counts do not all round to it: the figure is a class label, not a count",
+)
+def shared_param_count(study: Study) -> Iterator[Hit]:
+    """Many distinct models printed with one identical parameter count."""
+    groups: dict[tuple[str, float], dict[str, list[AuditClaim]]] = defaultdict(lambda: defaultdict(list))
+    for c in study.cells("parameters"):
+        if c.model and c.num > 0:
+            groups[(study.group_of(c.source_file), c.num)][c.model].append(c)
+    for (_g, value), models in sorted(groups.items()):
+        if len(models) < 3:
+            continue
+        reals = {m: arch(m).params for m in models if arch(m) is not None}  # type: ignore[union-attr]
+        iv = min((cs[0].iv for cs in models.values()), key=lambda v: v.half)
+        off = {m: p for m, p in reals.items() if not (iv.lo <= p <= iv.hi)}
+        if not off:
+            continue
+        files = sorted({c.source_file for cs in models.values() for c in cs})
+        yield Hit(
+            f"{len(models)} distinct models are printed with the same parameter count {fmt(value / 1e6)}M "
+            f"({', '.join(files)}), but their real counts range {fmt(min(reals.values()) / 1e6)}-"
+            f"{fmt(max(reals.values()) / 1e6)}M and {len(off)} of them do not round to it: one class figure, "
+            "not per-model counts",
+            "real counts: " + ", ".join(f"{m} {fmt(reals[m] / 1e6)}M" for m in sorted(reals)),
+            [cs[0] for _m, cs in sorted(models.items())],
+        )

@@ -439,8 +439,8 @@ def iterations_vs_dispersion(study: Study) -> Iterator[Hit]:
     "provenance.distribution_claims",
     family="provenance",
     severity="warning",
-    convention="a percentile/SLA claim ('99.5% of requests under 10 ms') needs a latency "
-    "distribution; the study publishes means only",
+    convention="a percentile/SLA or variance claim ('99.5% of requests under 10 ms', 'low variance') "
+    "needs a latency distribution; the study publishes means only",
 )
 def distribution_claims(study: Study) -> Iterator[Hit]:
     """SLA or percentile claims with no latency distribution behind them."""
@@ -452,7 +452,7 @@ def distribution_claims(study: Study) -> Iterator[Hit]:
     if has_dist:
         return
     for c in study.claims:
-        if c.metric.startswith("sla") or re.search(r"p9\d|percentile", c.metric):
+        if c.metric.startswith("sla") or re.search(r"p9\d|percentile|variance", c.metric):
             yield Hit(
                 f"'{c.text.strip(' -*')}': no latency distribution (percentiles, std) is published, "
                 "only means, so this cannot follow from the measurements",
@@ -869,3 +869,103 @@ def validation_tolerance(study: Study) -> Iterator[Hit]:
 
 
 __all__ = ["Iv", "path_key", "versions"]
+
+
+# ------------------------------------------------------------------------- document hygiene
+
+_ESCAPE = re.compile(r"\\[ntr](?=[\s#*\-|A-Za-z0-9]|$)")
+_CODE_LIKE = ("method_description", "code", "code_listing", "published_code", "install_command", "required_scripts")
+
+
+@rule(
+    "provenance.escape_sequences",
+    family="provenance",
+    severity="info",
+    convention="literal escape sequences ('\\n', '\\t') in prose (code listings excepted) are an "
+    "unrendered template: the document was not proof-read as published; one finding per file",
+)
+def escape_sequences(study: Study) -> Iterator[Hit]:
+    """Literal escape sequences printed in a document's prose."""
+    by_file: dict[str, list[AuditClaim]] = defaultdict(list)
+    for c in study.claims:
+        if c.metric in _CODE_LIKE:
+            continue
+        if _ESCAPE.search(c.text):
+            by_file[c.source_file].append(c)
+    for src, cs in sorted(by_file.items()):
+        stated = [c for c in cs if c.metric == "literal_escape_sequences" and c.is_number]
+        n = int(stated[0].num) if stated else sum(len(_ESCAPE.findall(c.text)) for c in cs)
+        yield Hit(
+            f"{src}: its prose prints {n} literal escape sequence(s) ('\\n') instead of line breaks, e.g. "
+            f"'{cs[0].text.strip()[:60]}': an unrendered template, published unread",
+            "; ".join(f"{c.id} ({c.section}): '{c.text.strip()[:80]}'" for c in cs[:6]),
+            cs[:8],
+        )
+
+
+@rule(
+    "provenance.epoch_date",
+    family="provenance",
+    severity="warning",
+    convention="a value labelled as a date must read as one: a raw unix epoch (seconds since 1970, UTC) "
+    "printed after 'Date' is a dump of a timestamp field",
+)
+def epoch_date(study: Study) -> Iterator[Hit]:
+    """A raw epoch number presented as a date."""
+    for c in study.metric("timestamp", "date"):
+        if not c.is_number or not (9e8 < c.num < 5e9):
+            continue
+        if not re.search(r"\bdate\b", c.text, re.I):
+            continue
+        when = dt.datetime.fromtimestamp(c.num, tz=dt.timezone.utc)
+        yield Hit(
+            f"'{re.sub(r'[*]+', '', c.text).strip()[:80]}': the date is printed as a raw unix epoch; it stands for "
+            f"{when:%Y-%m-%d %H:%M:%S} UTC",
+            f"{c.id}: {c.value} s since 1970-01-01 UTC = {when.isoformat()}",
+            [c],
+        )
+
+
+@rule(
+    "provenance.complete_table",
+    family="provenance",
+    severity="warning",
+    convention="a section titled 'complete' must give every model of the study (its stated model count, "
+    "else the models any of its files name) for each quantity it tabulates",
+)
+def complete_table(study: Study) -> Iterator[Hit]:
+    """A section titled complete whose tables omit models."""
+    # file -> the tables (sub-sections) of one quantity under a 'complete' title -> models they give
+    per_file: dict[str, dict[tuple[str, str], tuple[set[str], set[str]]]] = defaultdict(dict)
+    firsts: dict[str, AuditClaim] = {}
+    for c in study.claims:
+        if c.kind != "cell" or not c.model:
+            continue
+        parts = [p.strip() for p in c.section.split("/")]
+        idx = next((i for i, p in enumerate(parts) if re.search(r"\bcomplete\b", p, re.I)), None)
+        if idx is None:
+            continue
+        title = " / ".join(parts[: idx + 1])
+        models, sections = per_file[c.source_file].setdefault((title, c.metric), (set(), set()))
+        models.add(c.model)
+        sections.add(c.section)
+        firsts.setdefault(c.source_file, c)
+    for src, tables in sorted(per_file.items()):
+        anchor = firsts[src]
+        stated = [m for m in study.metric("model_count") if study.same_group(m, anchor) and m.is_number]
+        stated.sort(key=lambda m: m.source_file != src)  # the file's own count first
+        every = {x.model for x in study.claims if x.kind == "cell" and x.model and study.same_group(x, anchor)}
+        total = int(stated[0].num) if stated else len(every)
+        by_tables: dict[str, set[str]] = defaultdict(set)
+        for (_title, _metric), (models, sections) in tables.items():
+            by_tables[" + ".join(sorted(sections))].update(models)
+        short = {where: models for where, models in sorted(by_tables.items()) if len(models) < total}
+        if not short:
+            continue
+        yield Hit(
+            f"{src}: a section titled complete omits models: "
+            + "; ".join(f"'{where}' gives {len(models)} of {total}" for where, models in short.items()),
+            "; ".join(f"{where}: missing {', '.join(sorted(every - models))}" for where, models in short.items())
+            + (f"; model count {stated[0].id} = {total}" if stated else f"; {total} models named in the study"),
+            [anchor, *stated[:1]],
+        )

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -357,22 +359,28 @@ def range_(study: Study) -> Iterator[Hit]:
     "stats.bounds",
     family="statistics",
     severity="error",
-    convention="'all within [a, b]', 'at least a', 'at most b': every row must satisfy the bound "
-    "within the bound's printed rounding; rows named when they do not",
+    convention="'at least a', 'at most b': every row must satisfy the bound as stated ('2x+' is >= 2.00, "
+    "'Sub-4ms' < 4.00: a threshold's own rounding is no tolerance); 'all within [a, b]': the band's ends "
+    "are rounded figures ('66-75%' admits a row that prints as 66); rows at the precision the document "
+    "prints them; one finding per statement, listing every place it is printed",
 )
 def bounds(study: Study) -> Iterator[Hit]:
     """Claims that every row lies within a band or above/below a bound ("70-75% for all models")."""
+    groups: dict[tuple[str, str, tuple[str, ...]], list[tuple[AuditClaim, list[Row], list[Row], list[str]]]] = {}
     for agg in study.claims:
         if agg.kind != "aggregate" or agg.aggregate not in ("all_within", "at_least", "at_most"):
             continue
+        if not printed_in_text(agg):
+            continue  # a verbal claim ("universal benefits"): stats.words_vs_numbers reads it
         if agg.aggregate == "all_within":
             ends = _range_ends(agg)
             if ends is None:
                 continue
+            # a band's ends are rounded figures ('66-75%' in whole percent): a row that prints as 66 is in it
             lo, hi = ends[0].lo, ends[1].hi
             label = f"within {fmt(ends[0].mid)}-{fmt(ends[1].mid)}"
         elif agg.is_number:
-            lo, hi = (agg.iv.lo, math.inf) if agg.aggregate == "at_least" else (-math.inf, agg.iv.hi)
+            lo, hi = (agg.num, math.inf) if agg.aggregate == "at_least" else (-math.inf, agg.num)
             label = f"{'>=' if agg.aggregate == 'at_least' else '<='} {fmt(agg.num)}"
         else:
             continue
@@ -382,19 +390,53 @@ def bounds(study: Study) -> Iterator[Hit]:
         out = [r for r in rows if r.iv.hi < lo or r.iv.lo > hi]
         if not out:
             continue
+        key = (_describe(agg), label, tuple(sorted(f"{r.model}/{r.path}" for r in out)))
+        groups.setdefault(key, []).append((agg, rows, out, missing))
+    for (desc, label, _k), items in groups.items():
+        agg, rows, out, missing = items[0]
+        lo, hi = _bound_ends(agg)
         worst = max(out, key=lambda r: max(lo - r.iv.hi, r.iv.lo - hi))
         dist = max(lo - worst.iv.hi, worst.iv.lo - hi)
         scale = max(abs(lo) if math.isfinite(lo) else 0, abs(hi) if math.isfinite(hi) else 0, 1e-9)
         sev = "error" if dist / scale > 0.02 else "warning"
+        near = [r for r in out if max(lo - r.iv.mid, r.iv.mid - hi) <= 0.01 * scale]
+        near_txt = (
+            " ("
+            + ", ".join(
+                f"{r.model} {_printed(r)} misses by {fmt(max(lo - r.claims[0].num, r.claims[0].num - hi))}"
+                for r in near
+            )
+            + ")"
+            if near
+            else ""
+        )
+        meet = len(rows) - len(out)
+        places = "; ".join(f"{a.id}: '{a.text[:90]}'" for a, *_ in items)
         yield Hit(
-            f"{_describe(agg)}: claimed {label} for all, but {len(out)} of {len(rows)} rows are "
-            f"not (e.g. {worst.model} {worst.path} {fmt(worst.iv.mid)})",
-            "outside: "
-            + ", ".join(f"{r.model}/{r.path}={fmt(r.iv.mid)}" for r in out)
-            + (f"; no value for {', '.join(missing)}" if missing else ""),
-            [agg, *(r.claims[0] for r in out[:12])],
+            f"{desc}: claimed {label} for all, but {len(out)} of {len(rows)} rows are not, so only {meet} of "
+            f"{len(rows)} meet it (e.g. {worst.model} {worst.path} {_printed(worst)}){near_txt}"
+            + (f"; stated in {len(items)} places" if len(items) > 1 else ""),
+            "outside (as printed): "
+            + ", ".join(f"{r.model}/{r.path}={_printed(r)}" for r in out)
+            + (f"; no value for {', '.join(missing)}" if missing else "")
+            + f"; stated: {places}",
+            [*(a for a, *_ in items), *(r.claims[0] for r in out[:12])],
             severity=sev,
         )
+
+
+def _printed(r: Row) -> str:
+    """A row's value as the document prints it (its first copy's figure)."""
+    c = r.claims[0]
+    return fmt(c.num) if c.is_number else fmt(r.iv.mid)
+
+
+def _bound_ends(agg: AuditClaim) -> tuple[float, float]:
+    if agg.aggregate == "all_within":
+        ends = _range_ends(agg)
+        if ends is not None:
+            return ends[0].lo, ends[1].hi
+    return (agg.num, math.inf) if agg.aggregate == "at_least" else (-math.inf, agg.num)
 
 
 def _ranked_claim_rows(study: Study, agg: AuditClaim) -> tuple[list[Row], dict[str, Row]] | None:
@@ -460,6 +502,16 @@ def ranking(study: Study) -> Iterator[Hit]:
 RELATIVE_METRICS = ("speedup", "memory_reduction_pct", "inference_improvement_pct")
 
 
+def _pooled_by_label(study: Study, agg: AuditClaim, n_rows: int) -> bool:
+    """Whether the statement itself counts its pooled rows under one method's label ('Bitsandbytes
+    Int8 Success: 32.0 models, 0.23x avg speedup'): the pooling is that label's, one root cause."""
+    return any(
+        c.metric == "method_row_count" and c.is_number and int(c.num) == n_rows and c.text.strip() == agg.text.strip()
+        for c in study.claims
+        if c.source_file == agg.source_file and c.section == agg.section
+    )
+
+
 @rule(
     "stats.mixed_paths",
     family="statistics",
@@ -476,9 +528,11 @@ def mixed_paths(study: Study) -> Iterator[Hit]:
         spec = over_spec(agg)
         if spec is None:
             continue
-        metric, paths, _models = spec
+        metric, paths, models = spec
         if metric not in RELATIVE_METRICS or len(paths) < 2:
             continue
+        if _pooled_by_label(study, agg, len(paths) * len(models)):
+            continue  # one line counts the pooled rows under one method's label: method.row_label's finding
         rows, _ = rows_for(study, agg)
         key = (agg.source_file, agg.section, tuple(paths))
         grouped.setdefault(key, []).append((agg, rows))
@@ -569,3 +623,183 @@ def headline_vs_rows(study: Study) -> Iterator[Hit]:
 
 
 __all__ = ["Row", "over_spec", "rows_for"]
+
+
+# ------------------------------------------------------------------ words against the numbers
+
+# the value at which a relative metric means "no change": a speedup of 1x, a reduction of 0%
+NEUTRAL: dict[str, float] = {
+    "speedup": 1.0,
+    "inference_improvement_pct": 0.0,
+    "throughput_change_pct": 0.0,
+    "memory_reduction_pct": 0.0,
+}
+_WORD_CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("leader", re.compile(r"\bleader\w*|\bchampion\w*|\bbest\b", re.I)),
+    ("viability", re.compile(r"\bviab(?:le|ility)\b", re.I)),
+    (
+        "universality",
+        re.compile(r"\buniversal\w*|\bacross all\b|\ball (?:tested|models|architectures)\b|\bconsistent\b", re.I),
+    ),
+    ("gain", re.compile(r"\bgains?\b|\bimprovements?\b|\bbenefits?\b|\bfaster\b", re.I)),
+    ("speedup", re.compile(r"\bspeed-?ups?\b", re.I)),
+)
+
+
+_WORD_NOUN = {"leader": "leadership", "gain": "gain", "speedup": "speed-up"}
+
+
+def _word_class(text: str) -> str | None:
+    for name, pat in _WORD_CLASSES:
+        if pat.search(text):
+            return name
+    return None
+
+
+def printed_in_text(agg: AuditClaim) -> bool:
+    """Whether the claim's figure (or both ends of a band) is printed in its words; a verbal claim
+    ("universal benefits") transcribed as a bound prints none."""
+    vals = agg.value if isinstance(agg.value, list) else [agg.value]
+    nums = {float(m.group().replace(",", "")) for m in re.finditer(r"\d[\d,]*(?:\.\d+)?", agg.text)}
+    return all(isinstance(v, (int, float)) and any(math.isclose(float(v), n) for n in nums) for v in vals)
+
+
+@rule(
+    "stats.words_vs_numbers",
+    family="statistics",
+    severity="warning",
+    convention="words of gain, leadership, viability or universality ('speedup', 'leader', 'gains', "
+    "'viable', 'improvements across all') need values above the neutral point (1x for a speedup, 0% for a "
+    "reduction or improvement): a figure so worded that is below it, or a verbal claim over rows of "
+    "which some are below it, is contradicted by the document's own numbers; one finding per file and "
+    "kind of word",
+)
+def words_vs_numbers(study: Study) -> Iterator[Hit]:
+    """Words of gain or leadership attached to values below 1x, or contradicted by the tables."""
+    groups: dict[tuple[str, str], list[tuple[AuditClaim, str, list[AuditClaim]]]] = defaultdict(list)
+    for agg in study.claims:
+        if agg.kind != "aggregate":
+            continue
+        spec = over_spec(agg)
+        if spec is None or spec[0] not in NEUTRAL:
+            continue
+        if len(spec[1]) > 1 and agg.aggregate in ("mean", "median"):
+            continue  # a figure pooling precisions is below 1x by its pooling: stats.mixed_paths' finding
+        word = "leader" if agg.aggregate == "leader" else _word_class(agg.text)
+        if word is None:
+            continue
+        neutral = NEUTRAL[spec[0]]
+        unit = "x" if spec[0] == "speedup" else "%"
+        if agg.aggregate == "leader":
+            got = _ranked_claim_rows(study, agg)
+            if got is None or not isinstance(agg.value, str) or agg.value not in got[1]:
+                continue
+            row = got[1][agg.value]
+            if row.iv.hi < neutral:
+                groups[(agg.source_file, word)].append(
+                    (agg, f"{agg.value} {row.path} {_printed(row)}{unit}", [row.claims[0]])
+                )
+        elif agg.aggregate in ("at_least", "all_within") and not printed_in_text(agg):
+            rows, _missing = rows_for(study, agg)
+            below = [r for r in rows if r.iv.hi < neutral]
+            if below:
+                lo_r, hi_r = min(below, key=lambda r: r.iv.mid), max(below, key=lambda r: r.iv.mid)
+                groups[(agg.source_file, word)].append(
+                    (
+                        agg,
+                        f"{len(below)} of {len(rows)} rows below {fmt(neutral)}{unit} "
+                        f"({_printed(lo_r)}-{_printed(hi_r)}{unit}: "
+                        + ", ".join(r.model for r in sorted(below, key=lambda r: r.iv.mid))
+                        + ")",
+                        [r.claims[0] for r in below[:6]],
+                    )
+                )
+        else:
+            vals = agg.value if isinstance(agg.value, list) else [agg.value]
+            if vals and all(isinstance(v, (int, float)) and agg.iv_of(float(v)).hi < neutral for v in vals):
+                groups[(agg.source_file, word)].append((agg, "-".join(fmt(float(v)) for v in vals) + unit, []))
+    for (src, word), items in sorted(groups.items()):
+        first = items[0][0]
+        spec = over_spec(first)
+        metric = spec[0] if spec else first.metric
+        yield Hit(
+            f"{src}: {len(items)} statement(s) use words of {_WORD_NOUN.get(word, word)} where the document's "
+            f"own {metric} figures are below {fmt(NEUTRAL[metric])}{'x' if metric == 'speedup' else '%'} "
+            "(slower or no better than the baseline): "
+            + "; ".join(f"'{a.text.strip()[:80]}' ({detail})" for a, detail, _c in items[:6])
+            + (f"; ... {len(items) - 6} more" if len(items) > 6 else ""),
+            "; ".join(f"{a.id}: {detail}" for a, detail, _c in items),
+            [x for a, _d, cs in items for x in (a, *cs)][:24],
+        )
+
+
+@rule(
+    "stats.class_claim",
+    family="statistics",
+    severity="warning",
+    convention="a figure stated for a class of models ('86M models hit 2.12x') holds for every member at "
+    "the document's printed precision, unless worded as a maximum ('up to', 'best', 'top', 'peak')",
+)
+def class_claim(study: Study) -> Iterator[Hit]:
+    """A class of models credited with its best member's figure, not worded as a maximum."""
+    for agg in study.claims:
+        if agg.kind != "aggregate" or agg.aggregate != "max" or not agg.is_number:
+            continue
+        if re.search(
+            r"\bup to\b|\bas (?:much|high) as\b|\bbest\b|\btop\b|\bpeak\b|\bmax(?:imum)?\b|\bhighest\b|"
+            r"\bleader\b",
+            agg.text,
+            re.I,
+        ):
+            continue
+        rows, _missing = rows_for(study, agg)
+        if len(rows) < 2:
+            continue
+        short = [r for r in rows if r.claims[0].is_number and r.claims[0].num < agg.num and r.iv.hi < agg.num]
+        if not short:
+            continue
+        yield Hit(
+            f"'{agg.text.strip()[:90]}': the class is credited with {fmt(agg.num)}, but {len(short)} of its "
+            f"{len(rows)} members do not reach it ({len(rows) - len(short)} of {len(rows)} do); the figure is its best "
+            "member's, not the class's, and the text does not say 'up to'",
+            f"{agg.id} over {_describe(agg)}: "
+            + ", ".join(f"{r.model} {_printed(r)}" for r in sorted(rows, key=lambda r: -r.iv.mid)),
+            [agg, *(r.claims[0] for r in short[:12])],
+        )
+
+
+@rule(
+    "stats.ranked_order",
+    family="statistics",
+    severity="warning",
+    convention="a numbered list printed with tied (rounded) figures must still follow the unrounded "
+    "values the study's tables give (derived from the printed inputs where they are more precise)",
+)
+def ranked_order(study: Study) -> Iterator[Hit]:
+    """A ranked list whose order contradicts its own unrounded values."""
+    for agg in study.claims:
+        if agg.kind != "aggregate" or agg.aggregate != "top" or "as a set" not in agg.how.lower():
+            continue
+        if not re.search(r"(?:^|[\s;|])1[.)|]?\s+\S|\|\s*1\s*\|", agg.text):
+            continue
+        got = _ranked_claim_rows(study, agg)
+        listed = agg.value
+        if got is None or not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+            continue
+        best = got[1]
+        if any(m not in best for m in listed):
+            continue
+        problems = [(a, b) for i, a in enumerate(listed) for b in listed[i + 1 :] if best[b].iv.lo > best[a].iv.hi]
+        if not problems:
+            continue
+        yield Hit(
+            f"{_describe(agg)}: the numbered list ranks "
+            + "; ".join(f"{a} ({fmt(best[a].iv.mid)}) above {b} ({fmt(best[b].iv.mid)})" for a, b in problems)
+            + ", against the unrounded values",
+            "listed order: "
+            + " > ".join(f"{m} {fmt(best[m].iv.mid)}" for m in listed)
+            + "; by value: "
+            + " > ".join(f"{m} {fmt(best[m].iv.mid)}" for m in sorted(listed, key=lambda m: -best[m].iv.mid))
+            + f"; values from {', '.join(sorted({best[m].claims[0].location for m in listed}))}",
+            [agg, *(best[m].claims[0] for m in listed)],
+        )
