@@ -1309,3 +1309,43 @@ def test_calibration_for_a_static_method_is_not_flagged(tmp_path: Path, base_doc
     m_method_calibration(docs)
     find(docs, "102.recal")["kit_path"] = "ort-int8-static-qdq"  # static QDQ does calibrate
     _silent(tmp_path, docs, "method.calibration_without_method")
+
+
+# ------------------------------------------------------------------- claims about other models
+
+
+def test_models_outside_the_registry_are_named_as_unchecked_not_passed(tmp_path: Path) -> None:
+    docs = synthetic_docs()
+    source = docs[0]["source_file"]
+    add(
+        docs,
+        source,
+        cell("100.latency.my-swin.fp16", "A user's table", "my-swin-tiny", "latency_ms", 0.001, 3, "fp16", "ms"),
+    )
+    notes = [f for f in audit_docs(tmp_path, docs) if f.rule == "audit.unknown_models"]
+    assert len(notes) == 1 and notes[0].kind == "skipped" and notes[0].severity == "info"
+    assert "my-swin-tiny" in notes[0].message and "physics.roofline" in notes[0].evidence
+    # The bundled synthetic study alone names only registry models: no notice.
+    (tmp_path / "clean").mkdir()
+    assert not [f for f in audit_docs(tmp_path / "clean", synthetic_docs()) if f.rule == "audit.unknown_models"]
+
+
+def test_one_path_measured_on_two_devices_is_two_figures_not_a_disagreement(tmp_path: Path) -> None:
+    docs = synthetic_docs()
+    source = docs[0]["source_file"]
+    model = "vit-base-224-production"
+    on_cuda = cell("100.lat.int8.cuda", "T1", model, "latency_ms", 12.0, 1, "fp32", "ms", table="T1")
+    on_cpu = cell("100.lat.int8.cpu", "T2", model, "latency_ms", 95.0, 1, "fp32", "ms", table="T2")
+    on_cpu["device"] = "cpu"
+    add(docs, source, on_cuda)
+    add(docs, source, on_cpu)
+    hits = [f for f in audit_docs(tmp_path, docs) if f.rule == "consistency.cell_values"]
+    assert not [f for f in hits if "100.lat.int8.cpu" in " ".join(c.id for c in f.claims)]
+    # The same two figures on one device do disagree.
+    docs = synthetic_docs()
+    (tmp_path / "same").mkdir()
+    on_cpu["device"] = "cuda"
+    add(docs, source, on_cuda)
+    add(docs, source, on_cpu)
+    hits = [f for f in audit_docs(tmp_path / "same", docs) if f.rule == "consistency.cell_values"]
+    assert [f for f in hits if "100.lat.int8.cpu" in " ".join(c.id for c in f.claims)]

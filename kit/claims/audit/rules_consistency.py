@@ -43,11 +43,12 @@ def cell_values(study: Study) -> Iterator[Hit]:
     for c in study.claims:
         if c.kind != "cell" or not c.is_number or not c.model:
             continue
-        key = (study.group_of(c.source_file), c.model, c.metric, path_key(c), c.batch_size or 1)
+        # The device is part of the measurement: a CPU and a CUDA latency of one path are two figures.
+        key = (study.group_of(c.source_file), c.model, c.metric, path_key(c), c.device or "any", c.batch_size or 1)
         groups[key].append(c)
     real: dict[tuple[str, str, str], list[tuple[AuditClaim, AuditClaim, float]]] = defaultdict(list)
     minor: dict[tuple[str, str], list[tuple[AuditClaim, AuditClaim]]] = defaultdict(list)
-    for (_g, model, _metric, _path, _b), claims in sorted(groups.items(), key=lambda kv: str(kv[0])):
+    for (_g, model, _metric, _path, _d, _b), claims in sorted(groups.items(), key=lambda kv: str(kv[0])):
         worst: tuple[AuditClaim, AuditClaim] | None = None
         for i, a in enumerate(claims):
             for b in claims[i + 1 :]:

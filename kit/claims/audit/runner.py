@@ -14,6 +14,7 @@ wherever the runner is importable.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import CodeType
 from typing import Any
 
 # The rule families, imported for their registrations.
@@ -28,6 +29,7 @@ from kit.claims.audit import (  # noqa: F401
 )
 from kit.claims.audit.claim import AuditInputError, Study
 from kit.claims.audit.findings import SEVERITIES, ClaimRef, Finding, Hit, sort_findings
+from kit.claims.audit.model_facts import is_study_model
 from kit.claims.audit.optional import RuleSkipped
 from kit.claims.audit.registry import RULES, Rule
 from kit.errors import one_line
@@ -96,10 +98,58 @@ def run_rule(study: Study, r: Rule) -> list[Finding]:
 
 def run_rules(study: Study, rules: Iterable[Rule]) -> list[Finding]:
     """Every rule in ``rules`` over ``study``, all findings (failures included), sorted."""
+    rules = list(rules)
     findings: list[Finding] = []
     for r in rules:
         findings.extend(run_rule(study, r))
+    notice = unknown_models_notice(study, rules)
+    if notice is not None:
+        findings.append(notice)
     return sort_findings(findings)
+
+
+# What a rule calls to learn a model's architecture from the kit's registry (`model_facts`).
+_REGISTRY_NAMES = frozenset({"arch", "real_params", "is_study_model"})
+
+
+def _code_names(code: CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def reads_registry(r: Rule) -> bool:
+    """Whether the rule (or a function nested in it) asks the registry for a model's facts."""
+    return bool(_code_names(r.func.__code__) & _REGISTRY_NAMES)
+
+
+def unknown_models_notice(study: Study, rules: Iterable[Rule]) -> Finding | None:
+    """One info finding when the claims name models the kit's registry does not know.
+
+    The rules that read architecture facts (parameters, FLOPs, patch size) from the registry
+    cannot check those models and say nothing about them; a reviewer must be told that silence
+    there is not a clean bill. The other rules ran on every claim.
+    """
+    unknown = sorted({c.model for c in study.claims if c.model and not is_study_model(c.model)})
+    blind = sorted(r.id for r in rules if reads_registry(r))
+    if not unknown or not blind:
+        return None
+    shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+    return Finding(
+        rule="audit.unknown_models",
+        family="provenance",
+        severity="info",
+        message=(
+            f"{len(unknown)} model(s) of these claims are not in the kit's registry ({shown}): "
+            f"{len(blind)} rules that check claims against a model's architecture did not check them"
+        ),
+        evidence="rules that read the registry: " + ", ".join(blind),
+        claims=(),
+        convention="the registry holds the bundled study's 16 models; other models are skipped, not passed",
+        kind="skipped",
+    )
 
 
 def select_rules(names: Iterable[str] | None = None) -> list[Rule]:
