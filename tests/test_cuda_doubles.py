@@ -195,12 +195,20 @@ def test_cuda_memory_tracker_peak_is_max_allocated_after_reset(fake_cuda: FakeAl
     fake_cuda.free(900 * MIB)
     with memory.MemoryTracker("cuda") as mem:
         fake_cuda.alloc(300 * MIB)  # weights
+        fake_cuda.alloc(250 * MIB)  # a float copy the loader frees before the model is ready
+        fake_cuda.free(250 * MIB)
         mem.mark_prepared()
+        mem.start_inference()  # the inference phase starts from a reset peak
         fake_cuda.alloc(200 * MIB)  # activations at their peak
         fake_cuda.free(200 * MIB)
+        mem.end_inference()
     r = mem.result
-    assert r["peak_mb"] == pytest.approx(600)  # 100 held before + 300 + 200
-    assert r["peak_source"].startswith("torch.cuda.max_memory_allocated after reset_peak_memory_stats")
+    assert r["peak_mb"] == pytest.approx(650)  # whole cell: 100 held before + 300 + 250 while loading
+    assert r["peak_source"].startswith("torch.cuda.max_memory_allocated over the whole cell")
+    phases = r["phases"]
+    assert phases["load"]["peak_mb"] == pytest.approx(650)
+    assert phases["steady"]["mb"] == pytest.approx(400)  # weights on the device, the freed copy gone
+    assert phases["inference"]["peak_mb"] == pytest.approx(600)  # reset after prepare: 400 + 200 activations
     assert r["baseline_mb"] == pytest.approx(100)
     assert r["after_prepare"]["cuda_allocated_mb"] == pytest.approx(400)  # weights-only footprint
     assert r["cuda"]["max_memory_reserved_mb"] >= r["cuda"]["max_memory_allocated_mb"]

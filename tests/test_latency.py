@@ -51,6 +51,23 @@ def test_max_iterations_caps_a_near_empty_call() -> None:
     assert len(result.samples_ms) == 500
 
 
+def test_adaptive_stopping_ends_a_steady_cell_once_its_ci_is_tight() -> None:
+    cfg = LatencyConfig(
+        warmup_iterations=1, warmup_s=0.0, min_iterations=8, min_duration_s=5.0, max_duration_s=10.0, ci_target=0.05
+    )
+    t0 = time.perf_counter()
+    res = LatencyTracker(cfg).run(lambda: time.sleep(0.002))
+    assert res.stopped_by == "ci_target" and time.perf_counter() - t0 < 4.0
+    assert res.to_dict()["ci_target"] == 0.05
+    # a noisy call does not reach a 0.1 % target: the minimum duration stops it instead
+    rng = np.random.default_rng(0)
+    noisy = LatencyConfig(
+        warmup_iterations=0, warmup_s=0.0, min_iterations=4, min_duration_s=0.3, max_duration_s=5.0, ci_target=0.001
+    )
+    res = LatencyTracker(noisy).run(lambda: time.sleep(0.001 * (1 + rng.random())))
+    assert res.stopped_by == "min_iterations_and_duration"
+
+
 def test_statistics_are_consistent() -> None:
     samples = list(np.random.default_rng(0).lognormal(mean=1.0, sigma=0.2, size=500))
     s = summarize(samples)

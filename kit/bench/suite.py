@@ -12,6 +12,10 @@ Spine benchmarks:
 - ``run``: wall time and peak RSS of the latest ``make reproduce`` (from its documents), and the
   achieved fraction of the card's peak of every CUDA cell in it.
 
+- ``coverage`` (``kit.bench.coverage``): three cells run five times each in fresh processes; the
+  share of rerun medians inside another run's reported 95% CI, one process per run against
+  repeats (the CI across processes). Target: >= 90%.
+
 Family benchmarks (``kit.bench.onnx``, ``kit.bench.bnb``, ``kit.bench.gpu``, ``kit.run.ray_executor``)
 join when their module imports; ``gpu`` prints "skipped" with the reason where there is no CUDA.
 """
@@ -205,6 +209,7 @@ OPTIONAL_BENCHES = {
     "bnb": ("kit.bench.bnb", "bench_bnb"),
     "gpu": ("kit.bench.gpu", "bench_gpu"),
     "ray": ("kit.bench.ray", "bench_ray"),
+    "coverage": ("kit.bench.coverage", "bench_coverage"),
 }
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import platform
 import tempfile
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ import numpy as np
 
 from kit import documents
 from kit.errors import one_line
+from kit.results.figures import wilson_interval
 
 ACCURACY_KIND = "qkit-accuracy"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
@@ -44,14 +44,9 @@ def accuracy_problem(doc: Any) -> str | None:
 
 
 def wilson_ci95(hits: int, n: int) -> tuple[float, float]:
-    """Wilson score interval for a proportion, in percent (well-behaved near 0% and 100%)."""
-    if n <= 0:
-        return (0.0, 100.0)
-    z, p = 1.96, hits / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half)))
+    """Wilson score interval for a proportion, in percent (``kit.results.figures.wilson_interval``)."""
+    lo, hi = wilson_interval(hits, n)
+    return (100.0 * lo, 100.0 * hi)
 
 
 def _utc() -> str:
@@ -310,8 +305,12 @@ def evaluate_path(
     prep: Preprocess,
     num_labels: int,
     batch_size: int,
+    cache_dir: str | None = None,
 ) -> tuple[int, int, int]:
-    """Prepare one path from the local checkpoint and count top-1/top-5 hits over ``items``."""
+    """Prepare one path from the local checkpoint and count top-1/top-5 hits over ``items``.
+
+    ``cache_dir`` is shared by the paths of one run, so the ONNX export of the checkpoint is made
+    once for every ORT path (keyed by the checkpoint's fingerprint), not once per path."""
     from kit.models.build import build_model
     from kit.paths.base import PrepareContext, get_path
 
@@ -328,7 +327,7 @@ def evaluate_path(
             batch_size=batch_size,
             build_float_model=lambda: build_model(spec, weights=str(weights))[0],
             work_dir=work,
-            cache_dir=work,
+            cache_dir=cache_dir or work,
             weights_fingerprint=_fingerprint(weights),
         )
         prepared = path.prepare(ctx)
@@ -363,18 +362,36 @@ def run_accuracy(
         "model_class": spec.model_class,
     }
     env, docs = _environment(), []
-    for name in paths:
-        started = _utc()
-        try:
-            counts = evaluate_path(spec, name, device, weights, items, prep, len(id2label), batch_size)
-            docs.append(accuracy_document(model, name, device, counts, info, str(weights), env, started))
-        except (AccuracyError, KeyError, RuntimeError, ValueError) as exc:
+    with tempfile.TemporaryDirectory(prefix="qkit-acc-cache-") as cache:
+        for name in paths:
             docs.append(
-                accuracy_document(
-                    model, name, device, None, info, str(weights), env, started, reason=one_line(str(exc))
+                _accuracy_of_path(
+                    model, spec, name, device, weights, items, prep, id2label, batch_size, cache, info, env
                 )
             )
     return docs
+
+
+def _accuracy_of_path(
+    model: str,
+    spec: Any,
+    name: str,
+    device: str,
+    weights: Path,
+    items: list[tuple[Path, int]],
+    prep: Preprocess,
+    id2label: dict[str, str],
+    batch_size: int,
+    cache: str,
+    info: dict[str, Any],
+    env: dict[str, Any],
+) -> dict[str, Any]:
+    started = _utc()
+    try:
+        counts = evaluate_path(spec, name, device, weights, items, prep, len(id2label), batch_size, cache)
+    except (AccuracyError, KeyError, RuntimeError, ValueError) as exc:
+        return accuracy_document(model, name, device, None, info, str(weights), env, started, reason=one_line(str(exc)))
+    return accuracy_document(model, name, device, counts, info, str(weights), env, started)
 
 
 def accuracy_file(out_dir: Path, doc: dict[str, Any]) -> Path:

@@ -30,6 +30,9 @@ from typing import Any, TypeGuard
 import click
 
 from kit.paths.base import DEVICES, path_facts, reference_path
+from kit.results import figures
+
+STATISTIC = figures.REPORT_STATISTIC  # speedups here are ratios of medians (p50)
 
 TENSORRT_DIR = "provider-tensorrt"
 CHART_FILE = "compare-int8.png"
@@ -182,6 +185,12 @@ class TableRow:
     cosine: float | None = None
     max_abs_error: float | None = None
     top1_agreement: float | None = None
+    top1_n: int | None = None
+    top1_ci95: tuple[float, float] | None = None
+    trained_weights: bool = False
+    memory_mb: float | None = None
+    memory_phase: str = figures.DEFAULT_MEMORY_PHASE
+    memory_reduction_pct: float | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -222,7 +231,11 @@ def _entry(row: Row, doc: dict[str, Any]) -> TableRow:
     entry.p50_ms, entry.p99_ms = latency.get("p50"), latency.get("p99")
     entry.size_mb = size["bytes"] / 2**20 if size.get("bytes") is not None else None
     entry.cosine, entry.max_abs_error = fid.get("cosine"), fid.get("max_abs_error")
-    entry.top1_agreement = fid.get("top1_agreement")
+    agreement = figures.top1_agreement(doc)
+    if agreement is not None:
+        entry.top1_agreement, entry.top1_n, entry.top1_ci95 = agreement.value, agreement.n, agreement.ci95
+    entry.trained_weights = figures.trained_weights(doc)
+    entry.memory_mb = figures.memory_mb(doc, entry.memory_phase)
     entry.notes += list(latency.get("noise_warnings") or [])
     if fid.get("finite") is False:
         entry.notes.append("output has non-finite values")
@@ -238,7 +251,8 @@ def _add_ratios(entry: TableRow, row: Row, docs: dict[Row, dict[str, Any]]) -> N
     entry.baseline = base.label()
     base_doc = docs.get(base)
     if row != base and _ok(base_doc):
-        entry.speedup = base_doc["latency"]["p50"] / entry.p50_ms if entry.p50_ms else None
+        entry.speedup = figures.speedup(docs.get(row), base_doc, STATISTIC)
+        entry.memory_reduction_pct = figures.memory_reduction_pct(docs.get(row), base_doc, entry.memory_phase)
         base_size = (base_doc.get("size") or {}).get("bytes")
         if base_size and entry.size_mb is not None:
             entry.size_ratio = entry.size_mb * 2**20 / base_size
@@ -248,7 +262,7 @@ def _add_ratios(entry: TableRow, row: Row, docs: dict[Row, dict[str, Any]]) -> N
         entry.notes.append(f"no speedup: baseline {base.label()} did not run")
     torch_doc = docs.get(Row(reference_path(), row.device, role="baseline"))
     if row.runtime == "onnxruntime" and _ok(torch_doc) and entry.p50_ms:
-        entry.speedup_vs_torch_fp32 = torch_doc["latency"]["p50"] / entry.p50_ms
+        entry.speedup_vs_torch_fp32 = figures.speedup(docs.get(row), torch_doc, STATISTIC)
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -257,22 +271,34 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return f"{value:{spec}}{suffix}"
 
 
+def _top1(r: dict[str, Any]) -> str:
+    if r["top1_agreement"] is None:
+        return "-"
+    n = f"n={r['top1_n']}" if r["top1_n"] else "n=?"
+    ci = r["top1_ci95"]
+    text = f"{r['top1_agreement']:.0%} ({n}" + (f", CI {ci[0]:.0%}-{ci[1]:.0%})" if ci else ")")
+    return text if r["trained_weights"] else f"[untrained: {text}]"
+
+
 def markdown_table(model: str, batch_size: int, table: list[dict[str, Any]]) -> str:
     """The comparison as a markdown table, then one line per row that did not run."""
     head = (
         "| method [device/provider] | provider used | p50 ms | p99 ms | speedup vs FP32 "
-        "(same runtime) | vs torch-fp32 | size MB | size vs FP32 | cosine | max abs err | top-1 | notes |"
+        "(same runtime) | vs torch-fp32 | inference-phase MiB | mem. reduction | size MB | size vs FP32 "
+        "| cosine | max abs err | top-1 agreement | notes |"
     )
-    lines = [f"# INT8 vs FP32: {model}, batch {batch_size}", "", head, "|" + "---|" * 12]
+    lines = [f"# INT8 vs FP32: {model}, batch {batch_size}", "", head, "|" + "---|" * 14]
+    untrained = any(r["status"] == "ok" and not r["trained_weights"] for r in table)
     for r in table:
         if r["status"] != "ok":
             continue
         speed = _fmt(r["speedup"], ".2f", "x") if r["role"] != "baseline" else "baseline"
         lines.append(
             f"| {r['label']} | {r['provider'] or '-'} | {_fmt(r['p50_ms'], '.2f')} | {_fmt(r['p99_ms'], '.2f')} "
-            f"| {speed} | {_fmt(r['speedup_vs_torch_fp32'], '.2f', 'x')} | {_fmt(r['size_mb'], '.1f')} "
+            f"| {speed} | {_fmt(r['speedup_vs_torch_fp32'], '.2f', 'x')} | {_fmt(r['memory_mb'], '.0f')} "
+            f"| {_fmt(r['memory_reduction_pct'], '.1f', ' %')} | {_fmt(r['size_mb'], '.1f')} "
             f"| {_fmt(r['size_ratio'], '.3f')} | {_fmt(r['cosine'], '.5f')} | {_fmt(r['max_abs_error'], '.3g')} "
-            f"| {_fmt(r['top1_agreement'], '.2f')} | {'; '.join(r['notes']) or ''} |"
+            f"| {_top1(r)} | {'; '.join(r['notes']) or ''} |"
         )
     not_run = [r for r in table if r["status"] != "ok"]
     if not_run:
@@ -280,10 +306,18 @@ def markdown_table(model: str, batch_size: int, table: list[dict[str, Any]]) -> 
         lines += [f"- {r['label']}: {r['status']}: {r['reason']}" for r in not_run]
     lines += [
         "",
-        "Speedup = FP32 p50 / this row's p50, FP32 of the same runtime, device and provider "
-        "(torch rows: torch-fp32; ORT rows: ort-fp32). Fidelity against torch-fp32 on CPU, same weights "
-        "and seeded inputs. Size: the serialized model each row loads.",
+        f"{figures.speedup_label(STATISTIC)}, FP32 of the same runtime, device and provider "
+        "(torch rows: torch-fp32; ORT rows: ort-fp32). "
+        f"Memory: {figures.PHASE_WORDS[figures.DEFAULT_MEMORY_PHASE]} above the process baseline on CPU "
+        f"(torch's allocator on CUDA); {figures.memory_label(figures.DEFAULT_MEMORY_PHASE)}. "
+        "Fidelity against torch-fp32 on CPU, same weights and seeded inputs; top-1 agreement with its n "
+        "and Wilson 95% interval. Size: the serialized model each row loads.",
     ]
+    if untrained:
+        lines.append(
+            f"Fidelity here is {figures.UNTRAINED_LABEL}: top-1 agreement on random weights is shown in brackets, "
+            "not as a figure of the published model."
+        )
     return "\n".join(lines) + "\n"
 
 

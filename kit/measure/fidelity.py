@@ -32,9 +32,11 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, classifier:
         "top1_agreement": None,
         "finite": finite,
     }
+    result["n"] = int(ref.shape[0])
     if classifier:
         agree = np.argmax(ref_rows, axis=1) == np.argmax(cand_rows, axis=1)
         result["top1_agreement"] = float(agree.mean())
+        result["top1_agree_count"] = int(agree.sum())
     return result
 
 

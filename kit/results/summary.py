@@ -3,6 +3,14 @@
 Only measured columns: the study's ``simulated_accuracy`` and ``stability_score`` are not
 measurements and have no column here. Extra measured columns (device, batch size, p50/p99, CV,
 fidelity, status and reason) follow the study's columns.
+
+Every figure comes from ``kit.results.figures`` and names its statistic in a column: the study's
+columns use the study's statistic (``latency_ms`` is the mean, as the study averaged its
+iterations, so ``speedup`` and ``throughput_sps`` are from means too, as validate computes them),
+and ``peak_memory_mb`` / ``memory_reduction_pct`` are the inference-phase figures (the study's
+"peak GPU memory"); ``speedup_p50`` is the report's ratio of medians. A document written before
+memory phases has no inference-phase figure: those cells are blank, with the whole-cell peak in
+``peak_memory_whole_cell_mb``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from kit.documents import atomic_write_text
+from kit.results import figures
+
+STATISTIC = "mean"  # the study's: it averaged its iterations
+PHASE = figures.DEFAULT_MEMORY_PHASE
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
 
 STUDY_COLUMNS = [
     "model_name",
@@ -32,12 +49,21 @@ EXTRA_COLUMNS = [
     "device",
     "batch_size",
     "status",
+    "latency_statistic",
+    "memory_phase",
+    "speedup_p50",
+    "steady_memory_mb",
+    "load_memory_mb",
+    "peak_memory_whole_cell_mb",
     "latency_p50_ms",
     "latency_p99_ms",
     "latency_cv",
     "iterations",
     "fidelity_cosine",
     "top1_agreement",
+    "top1_agreement_n",
+    "top1_agreement_ci95",
+    "fidelity_weights",
     "execution_provider",
     "reason",
 ]
@@ -69,28 +95,36 @@ def summary_rows(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         )
         if doc["status"] == "ok":
             lat, base = doc["latency"], baselines.get(_baseline_key(doc))
+            agreement = figures.top1_agreement(doc)
             row.update(
                 parameters=(doc.get("model_info") or {}).get("param_count", ""),
                 latency_ms=f"{lat['mean']:.4f}",
+                latency_statistic=f"{STATISTIC} (latency_ms, speedup, throughput_sps); p50 in *_p50*",
+                memory_phase=f"{PHASE} (peak_memory_mb, memory_reduction_pct)",
                 latency_p50_ms=f"{lat['p50']:.4f}",
                 latency_p99_ms=f"{lat['p99']:.4f}",
                 latency_cv=f"{lat['cv']:.4f}",
                 iterations=lat["iterations"],
-                throughput_sps=f"{doc['throughput']['samples_per_s']:.3f}",
-                peak_memory_mb=f"{doc['memory']['peak_mb']:.2f}",
+                throughput_sps=_fmt(figures.throughput_sps(doc, STATISTIC), ".3f"),
+                peak_memory_mb=_fmt(figures.memory_mb(doc, PHASE), ".2f"),
+                steady_memory_mb=_fmt(figures.memory_mb(doc, "steady"), ".2f"),
+                load_memory_mb=_fmt(figures.memory_mb(doc, "load"), ".2f"),
+                peak_memory_whole_cell_mb=f"{doc['memory']['peak_mb']:.2f}",
                 model_size_mb=f"{doc['size']['bytes'] / 2**20:.2f}" if doc.get("size") else "",
                 actual_quantization_method=(doc.get("path_info") or {}).get("method", ""),
                 execution_provider=(doc.get("path_info") or {}).get("execution_provider") or "",
                 fidelity_cosine=f"{doc['fidelity']['cosine']:.6f}",
-                top1_agreement=doc["fidelity"].get("top1_agreement")
-                if doc["fidelity"].get("top1_agreement") is not None
-                else "",
+                top1_agreement=agreement.value if agreement else "",
+                top1_agreement_n=(agreement.n or "") if agreement else "",
+                top1_agreement_ci95=(
+                    f"{agreement.ci95[0]:.4f}-{agreement.ci95[1]:.4f}" if agreement and agreement.ci95 else ""
+                ),
+                fidelity_weights="trained" if figures.trained_weights(doc) else figures.UNTRAINED_LABEL,
             )
             if base is not None:
-                row["speedup"] = f"{base['latency']['p50'] / lat['p50']:.4f}"
-                row["memory_reduction_pct"] = (
-                    f"{100.0 * (1.0 - doc['memory']['peak_mb'] / base['memory']['peak_mb']):.2f}"
-                )
+                row["speedup"] = _fmt(figures.speedup(doc, base, STATISTIC), ".4f")
+                row["speedup_p50"] = _fmt(figures.speedup(doc, base, "median"), ".4f")
+                row["memory_reduction_pct"] = _fmt(figures.memory_reduction_pct(doc, base, PHASE), ".2f")
         rows.append(row)
     return rows
 

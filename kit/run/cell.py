@@ -35,10 +35,17 @@ class RunOptions:
     batch_sweep: tuple[int, ...] = ()
     path_options: dict[str, Any] = field(default_factory=dict)
     command: str | None = None
+    # User models (checkpoint directories or models files, `kit.models.user`): each process that
+    # measures a cell registers them again before resolving the cell's model id.
+    user_models: tuple[str, ...] = ()
+    # Fresh processes per cell (kit.run.repeats); None: the profile's default.
+    repeats: int | None = None
 
     def __post_init__(self) -> None:
         if any(b < 1 for b in self.batch_sweep):
             raise ValueError("batch sizes must be >= 1")
+        if self.repeats is not None and self.repeats < 1:
+            raise ValueError("repeats must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,16 +69,24 @@ def fidelity_inputs(spec: Any, n_images: int) -> np.ndarray:
     return example_inputs(spec, n_images, seed=INPUT_SEED + 1)
 
 
+def _spec_of(model_id: str, opts: RunOptions) -> Any:
+    """The model's spec; user models are registered from ``opts.user_models`` first."""
+    from kit.models.registry import get_model
+    from kit.models.user import load_sources
+
+    load_sources(opts.user_models)
+    return get_model(model_id)
+
+
 def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
     """Compute (or load) the FP32 PyTorch CPU output of ``model_id`` on the fidelity inputs."""
     import torch
 
     from kit.models.build import build_model, output_of, weights_fingerprint
-    from kit.models.registry import get_model
     from kit.run.profiles import get_profile
 
-    spec = get_model(model_id)
-    n_images = get_profile(opts.profile).fidelity_images
+    spec = _spec_of(model_id, opts)
+    n_images = get_profile(opts.profile).fidelity_images_for(spec)
     fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
     target = _reference_file(opts, model_id, fingerprint, n_images)
     if target.exists():
@@ -89,12 +104,21 @@ def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
 def load_reference(model_id: str, opts: RunOptions, spec: Any, fingerprint: str) -> np.ndarray:
     from kit.run.profiles import get_profile
 
-    n_images = get_profile(opts.profile).fidelity_images
+    n_images = get_profile(opts.profile).fidelity_images_for(spec)
     target = _reference_file(opts, model_id, fingerprint, n_images)
     if not target.exists():
         reference_output(model_id, opts)
     with np.load(target) as data:
         return data["output"]
+
+
+def fidelity_meaning(weights: str) -> str:
+    if weights == "random":
+        return (
+            "the method's error on untrained (seeded random) weights, not the checkpoint's: "
+            "top-1 agreement here is not the published model's"
+        )
+    return f"the method's error on the weights from {weights}"
 
 
 def base_document(cell: Cell, opts: RunOptions, status: str, reason: str | None) -> dict[str, Any]:
@@ -192,12 +216,12 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
     from kit.measure.latency import LatencyTracker
     from kit.measure.memory import MemoryTracker
     from kit.models.build import build_model, example_inputs, weights_fingerprint
-    from kit.models.registry import get_model
     from kit.paths.base import PrepareContext
+    from kit.results.figures import wilson_interval
     from kit.run.profiles import get_profile
 
     profile = get_profile(opts.profile)
-    spec = get_model(cell.model)
+    spec = _spec_of(cell.model, opts)
     fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
     reference = load_reference(cell.model, opts, spec, fingerprint)
     model_info: dict[str, Any] = {}
@@ -225,14 +249,19 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         with MemoryTracker(cell.device) as memory:
             prepared = path.prepare(ctx)
             gc.collect()  # the float model a quantizing path started from is garbage by now
-            memory.mark_prepared()
             memory.device_allocator = prepared.device_allocator
+            memory.mark_prepared()
             try:
                 candidate = prepared.run(fid_pixels)
                 timed_call = prepared.make_timed_call(pixels)
                 timer_device = "cpu" if prepared.host_synchronous else cell.device
+                gc.collect()
+                # The inference phase: from the first warm-up to the end of the timed loop (the
+                # fidelity batch above is not part of it).
+                memory.start_inference()
                 with LatencyTracker(profile.latency, device=timer_device, seed=opts.seed) as tracker:
                     latency = tracker.run(timed_call)
+                memory.end_inference()
                 clocks = _gpu_clocks_after_timing(cell.device)
                 del timed_call
             finally:
@@ -244,8 +273,14 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             "reference": f"torch-fp32 on cpu, same weights ({fingerprint})",
             "inputs": f"{reference.shape[0]} seeded synthetic images (seed {INPUT_SEED + 1}), model normalisation",
             "output": "logits" if spec.head == "classifier" else "pooled / CLS features",
+            "weights": opts.weights,
+            "trained_weights": opts.weights != "random",
+            "meaning": fidelity_meaning(opts.weights),
         }
     )
+    if fidelity.get("top1_agree_count") is not None:
+        fidelity["top1_agreement_ci95"] = list(wilson_interval(fidelity.pop("top1_agree_count"), fidelity["n"]))
+        fidelity["top1_agreement_ci_method"] = "Wilson score interval, 95%"
     p50 = latency.stats["p50"]
     math = math_settings()
     if clocks is not None:

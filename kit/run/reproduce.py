@@ -166,10 +166,21 @@ def _ensure_reference(model: str, opts: RunOptions, executor: Any, timeout: floa
 def _run_cell(
     cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    try:
-        return executor.call(measure_fn, cell, opts, timeout_s=timeout)
-    except TaskCrashed as exc:
-        return failed_document(cell, opts, str(exc))
+    """The cell in ``repeats`` fresh processes (``opts.repeats``, else the profile's), merged."""
+    from kit.run.profiles import get_profile
+    from kit.run.repeats import merge_repeats
+
+    repeats = opts.repeats or get_profile(opts.profile).repeats
+    docs = []
+    for _ in range(repeats):
+        try:
+            doc = executor.call(measure_fn, cell, opts, timeout_s=timeout)
+        except TaskCrashed as exc:
+            doc = failed_document(cell, opts, str(exc))
+        docs.append(doc)
+        if doc.get("status") == "skipped":
+            break  # the path cannot run here: no point asking again
+    return docs[0] if len(docs) == 1 else merge_repeats(docs, seed=opts.seed)
 
 
 def link_latest(out: Path) -> None:

@@ -24,11 +24,13 @@ from kit.claims.validate.machines import (
 )
 from kit.claims.validate.metrics import (
     BASELINE_PATH,
+    MEMORY_METRICS,
     MODEL_PROPERTY,
     Found,
     Rows,
     measure,
     measure_rows,
+    memory_phase,
     needs,
     stat_measured,
 )
@@ -64,6 +66,8 @@ def _scalar_verdict(claim: Claim, m: Measured, machine: Machine) -> Verdict:
     dev = float(m.value) - claimed
     rel = dev / abs(claimed) if claimed else None
     where = "" if machine == ANYWHERE else f" on {machine.label()}"
+    if claim.metric in MEMORY_METRICS:
+        where += f" (memory phase: {memory_phase(claim)})"
     numbers = (
         f"measured {fmt(m.value)} {claim.unit}{where} vs claimed {fmt(claimed)} {claim.unit}: "
         f"deviation {dev:+.4g}" + (f" ({rel:+.1%})" if rel is not None else "")
@@ -123,7 +127,7 @@ def judge_cell(claim: Claim, index: ResultIndex) -> Verdict:
         return base_verdict(claim, "unsupported", f"no kit path to measure {claim.metric} on")
     if not isinstance(claim.value, (int, float)) or isinstance(claim.value, bool):
         return base_verdict(claim, "unsupported", f"qkit has no rule to compare a {type(claim.value).__name__} value")
-    found = measure(index, claim.metric, model, path, claim.measure_device, claim.batch_size)
+    found = measure(index, claim.metric, model, path, claim.measure_device, claim.batch_size, memory_phase(claim))
     return _judge_found(
         claim, found, index, lambda m, machine: _scalar_verdict(claim, m, machine), needs(claim.metric, model, path)
     )

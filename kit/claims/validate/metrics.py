@@ -1,11 +1,14 @@
 """What a claim's metric reads from the results: one cell's value per machine, paired metrics
 (a path against the fp32 baseline on one machine) with their CIs, and the rows of an aggregate.
 
-Conventions. Latency is our mean (the study "averaged" its iterations) with the 95% CI of the
-mean (mean ± 1.96·std/√n). Relative claims are recomputed on one machine against ``torch-fp32``
-on the same device: speedup = fp32 latency / path latency; memory reduction = 1 - path peak /
-fp32 peak. Aggregates use the rows and statistic each claim's ``subject.how`` states, all cells
-from one machine.
+Conventions. Latency is our mean (the study "averaged" its iterations: the statistic the claim
+states) with the 95% CI of the mean (mean ± 1.96·std/√n). Relative claims are recomputed on one
+machine against ``torch-fp32`` on the same device, with the formulas and labels of
+``kit.results.figures`` (speedup = ratio of means here; memory reduction = 1 - path / fp32 in one
+memory phase). A memory claim is read in the phase it speaks of (``memory_phase``): the study's
+"peak GPU memory" is the inference-phase peak, seed 004's "memory usage" of the model in use the
+steady footprint; the verdict's convention names the phase. Aggregates use the rows and statistic
+each claim's ``subject.how`` states, all cells from one machine.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ from kit.claims.validate.machines import ANYWHERE, Machine
 from kit.claims.validate.stats import Z95, statistic
 from kit.claims.validate.values import Measured, Missing, dig, num, section
 from kit.models.registry import get_model
+from kit.results import figures
+
+# Seeds whose memory figure is the footprint of the model in use (seed 004's table: "Memory Usage
+# (MB)" of the original and the quantized model), not a peak during inference.
+STEADY_MEMORY_SOURCES: tuple[str, ...] = ("004",)
+
+
+def memory_phase(claim: Claim) -> str:
+    """The memory phase a claim speaks of."""
+    source = (claim.source_file or claim.id).rsplit("/", 1)[-1]
+    return "steady" if source.startswith(STEADY_MEMORY_SOURCES) else figures.DEFAULT_MEMORY_PHASE
+
 
 BASELINE_PATH = "torch-fp32"
 
@@ -34,10 +49,24 @@ def _latency(doc: dict[str, Any]) -> Measured | Missing:
     if mean is None or mean <= 0:
         return Missing(f"{cell_name(doc)}: latency.mean missing or not positive")
     ci = None
-    if std is not None and n and n >= 2:
-        half = Z95 * std / math.sqrt(n)
-        ci = (mean - half, mean + half)
-    convention = f"our mean of {n} timed iterations (the study averaged 1000); 95% CI of the mean = mean ± 1.96·std/√n"
+    repeats = lat.get("repeats") if isinstance(lat.get("repeats"), dict) else None
+    across = lat.get("mean_ci95")
+    if repeats and isinstance(across, list) and len(across) == 2 and all(num(c) is not None for c in across):
+        ci = (float(across[0]), float(across[1]))
+        k = repeats.get("processes")
+        convention = (
+            f"statistic: mean (the claim's: the study averaged 1000 iterations), our mean over {k} fresh "
+            f"processes ({n} timed iterations); 95% CI across processes: t-interval on the process means"
+        )
+    else:
+        if std is not None and n and n >= 2:
+            half = Z95 * std / math.sqrt(n)
+            ci = (mean - half, mean + half)
+        convention = (
+            f"statistic: mean (the claim's: the study averaged 1000 iterations), our mean of {n} timed "
+            "iterations of one process; 95% CI of the mean = mean ± 1.96·std/√n, within one process only "
+            "(it does not include process-to-process variation)"
+        )
     return Measured(mean, ci, num(lat.get("cv")), convention, (cell_name(doc),))
 
 
@@ -69,9 +98,20 @@ _throughput = _simple(
     "throughput.samples_per_s",
     "our throughput.samples_per_s (its method is recorded in the result)",
 )
-_peak = _simple(
-    lambda d: dig(d, "memory", "peak_mb"), "memory.peak_mb", "our memory.peak_mb (MiB) at the cell's batch size"
-)
+
+
+def _peak(phase: str) -> Extractor:
+    def extract(doc: dict[str, Any]) -> Measured | Missing:
+        reading = figures.memory(doc, phase)
+        if isinstance(reading, str):
+            return Missing(f"{cell_name(doc)}: memory phase {phase}: {reading}")
+        return Measured(
+            reading.mb, None, None, f"{reading.describe()}, MiB at the cell's batch size", (cell_name(doc),)
+        )
+
+    return extract
+
+
 _size = _simple(_size_mib, "size.bytes", "our serialized size (size.bytes / 2^20, MiB; the study's 'MB' is ambiguous)")
 _params = _simple(
     _parameters,
@@ -107,7 +147,7 @@ def _arch(key: str) -> Extractor:
 SINGLE: dict[str, Extractor] = {
     "latency_ms": _latency,
     "throughput_sps": _throughput,
-    "peak_memory_mb": _peak,
+    "peak_memory_mb": _peak(figures.DEFAULT_MEMORY_PHASE),
     "model_size_mb": _size,
     "parameters": _params,
     **{k: _arch(k) for k in ("image_size", "patch_size", "hidden_size", "num_attention_heads", "num_hidden_layers")},
@@ -125,6 +165,9 @@ MACHINE_FREE = {
 # A model property: read from the fp32 result whatever precision's row repeats it.
 MODEL_PROPERTY = {"parameters", "image_size", "patch_size", "hidden_size", "num_attention_heads", "num_hidden_layers"}
 ACCURACY_METRICS = {"top1_accuracy_pct": "top1", "top5_accuracy_pct": "top5"}
+# Per-cell metrics read in a memory phase, and every metric (pairs included) that is a memory figure.
+PHASED = {"peak_memory_mb"}
+MEMORY_METRICS = {"peak_memory_mb", "memory_reduction_pct", "memory_reduction_fraction"}
 
 
 def _accuracy(index: ResultIndex, model: str, path: str, key: str) -> Measured | Missing:
@@ -167,19 +210,29 @@ class Pair:
     paired_difference: bool = False
 
 
+def _reduction(b: float, p: float) -> float:
+    value = figures.reduction_pct(p, b)
+    assert value is not None
+    return value
+
+
 PAIRS: dict[str, Pair] = {
-    "speedup": Pair("latency_ms", lambda b, p: b / p, "speedup = fp32 mean latency / path mean latency, one machine"),
+    "speedup": Pair("latency_ms", lambda b, p: b / p, f"{figures.speedup_label('mean')}, one machine"),
     "inference_improvement_pct": Pair(
-        "latency_ms", lambda b, p: 100 * (1 - p / b), "100·(1 - path mean latency / fp32 mean latency), one machine"
+        "latency_ms", _reduction, "100·(1 - path mean latency / fp32 mean latency), ratio of means, one machine"
     ),
     "memory_reduction_pct": Pair(
-        "peak_memory_mb", lambda b, p: 100 * (1 - p / b), "100·(1 - path peak / fp32 peak), one machine"
+        "peak_memory_mb", _reduction, "100·(1 - path / fp32) in one memory phase, one machine"
     ),
     "memory_reduction_fraction": Pair(
-        "peak_memory_mb", lambda b, p: 1 - p / b, "1 - path peak / fp32 peak, one machine, as a fraction"
+        "peak_memory_mb",
+        lambda b, p: _reduction(b, p) / 100,
+        "1 - path / fp32 in one memory phase, one machine, as a fraction",
     ),
     "throughput_change_pct": Pair(
-        "throughput_sps", lambda b, p: 100 * (p / b - 1), "100·(path throughput / fp32 throughput - 1), one machine"
+        "throughput_sps",
+        lambda b, p: 100 * (p / b - 1),
+        f"100·(path throughput / fp32 throughput - 1), {figures.throughput_label('median')}, one machine",
     ),
     "size_reduction_pct": Pair(
         "model_size_mb", lambda b, p: 100 * (1 - p / b), "100·(1 - path serialized size / fp32 serialized size)"
@@ -225,9 +278,15 @@ Found = dict[Machine, Measured] | Missing
 
 
 def measure_single(
-    index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None
+    index: ResultIndex,
+    metric: str,
+    model: str,
+    path: str,
+    device: str | None,
+    batch: int | None,
+    phase: str = figures.DEFAULT_MEMORY_PHASE,
 ) -> Found:
-    """One metric of one cell, per machine that measured it."""
+    """One metric of one cell, per machine that measured it (a memory metric in ``phase``)."""
     if metric in ACCURACY_METRICS:
         m = _accuracy(index, model, path, ACCURACY_METRICS[metric])
         return m if isinstance(m, Missing) else {ANYWHERE: m}
@@ -237,8 +296,9 @@ def measure_single(
         return docs
     found: dict[Machine, Measured] = {}
     problems = []
+    extractor = _peak(phase) if metric in PHASED else SINGLE[metric]
     for machine, doc in docs.items():
-        m = SINGLE[metric](doc)
+        m = extractor(doc)
         if isinstance(m, Missing):
             problems.append(m.reason)
         else:
@@ -247,13 +307,19 @@ def measure_single(
 
 
 def measure_pair(
-    index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None
+    index: ResultIndex,
+    metric: str,
+    model: str,
+    path: str,
+    device: str | None,
+    batch: int | None,
+    phase: str = figures.DEFAULT_MEMORY_PHASE,
 ) -> Found:
     pair = PAIRS[metric]
-    base = measure_single(index, pair.source, model, BASELINE_PATH, device, batch)
+    base = measure_single(index, pair.source, model, BASELINE_PATH, device, batch, phase)
     if isinstance(base, Missing):
         return Missing(f"baseline: {base.reason}")
-    other = measure_single(index, pair.source, model, path, device, batch)
+    other = measure_single(index, pair.source, model, path, device, batch, phase)
     if isinstance(other, Missing):
         return other
     shared = set(base) & set(other)
@@ -274,15 +340,23 @@ def measure_pair(
     return found or problem or Missing("no value")
 
 
-def measure(index: ResultIndex, metric: str, model: str, path: str, device: str | None, batch: int | None) -> Found:
+def measure(
+    index: ResultIndex,
+    metric: str,
+    model: str,
+    path: str,
+    device: str | None,
+    batch: int | None,
+    phase: str = figures.DEFAULT_MEMORY_PHASE,
+) -> Found:
     if metric in PAIRS:
-        return measure_pair(index, metric, model, path, device, batch)
+        return measure_pair(index, metric, model, path, device, batch, phase)
     if metric in SINGLE or metric in ACCURACY_METRICS:
         if metric in MODEL_PROPERTY:
             found = measure_single(index, metric, model, BASELINE_PATH, device, batch)
             if not isinstance(found, Missing):
                 return found
-        return measure_single(index, metric, model, path, device, batch)
+        return measure_single(index, metric, model, path, device, batch, phase)
     return Missing(f"qkit has no rule to measure {metric!r}")
 
 
@@ -327,7 +401,7 @@ def measure_rows(index: ResultIndex, claim: Claim) -> dict[Machine, Rows] | Miss
     missing = []
     for model in over.models:
         for path in over.kit_paths:
-            found = measure(index, over.metric, model, path, device, claim.batch_size)
+            found = measure(index, over.metric, model, path, device, claim.batch_size, memory_phase(claim))
             if isinstance(found, Missing):
                 missing.append(found.reason)
             else:

@@ -1,0 +1,145 @@
+"""``coverage``: do the latency intervals the kit reports hold when the cell is run again?
+
+Three cells (small: DeiT-S FP32; medium: ViT-B/16 torch dynamic INT8; ONNX INT8: DINO ViT-S/16
+ORT dynamic INT8), each run ``runs`` times, every run in ``repeats`` fresh processes (the export
+and reference caches shared). Coverage is the share of (run i, run j != i) pairs in which run
+j's median falls inside run i's reported 95% CI:
+
+- before: each run's first process alone, with its within-process bootstrap CI (what a run
+  without repeats reports);
+- after: each run's ``repeats`` processes merged (``kit.run.repeats``), with the CI across
+  processes.
+
+Target: >= 90 % after. Run as ``python -m kit.bench --only coverage`` (``QKIT_COVERAGE_RUNS``,
+``QKIT_COVERAGE_REPEATS``, ``QKIT_COVERAGE_PROFILE`` override the sizes).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+CELLS: tuple[tuple[str, str], ...] = (
+    ("deit-small-distilled-224-edge", "torch-fp32"),
+    ("vit-base-224-production", "torch-int8-dynamic"),
+    ("dino-vits16-production", "ort-int8-dynamic"),
+)
+TARGET = 0.90
+
+Run = tuple[float, tuple[float, float]]  # a run's reported median and 95% CI
+
+
+def coverage(runs: Sequence[Run]) -> tuple[int, int]:
+    """(hits, pairs): how many other runs' medians fall inside each run's CI, over all ordered pairs."""
+    hits = pairs = 0
+    for i, (_, (lo, hi)) in enumerate(runs):
+        for j, (median, _) in enumerate(runs):
+            if i == j:
+                continue
+            pairs += 1
+            hits += lo <= median <= hi
+    return hits, pairs
+
+
+def runs_from_processes(
+    groups: Sequence[Sequence[list[float]]], seed: int = 0, interval: str = "p50_ci95"
+) -> tuple[list[Run], list[Run]]:
+    """``groups[r][p]``: the samples of process p of run r. Returns (before, after) runs; after
+    reads ``interval`` (``p50_ci95``, the CI of the median, or ``p50_rerun95``, where a rerun's
+    median should fall)."""
+    from kit.measure.latency import across_processes
+
+    before, after = [], []
+    for run in groups:
+        first = across_processes([run[0]], seed=seed)
+        before.append((first["p50"], (first["p50_ci95"][0], first["p50_ci95"][1])))
+        merged = across_processes(list(run), seed=seed)
+        iv = merged[interval] if len(run) > 1 else merged["p50_ci95"]
+        after.append((merged["p50"], (iv[0], iv[1])))
+    return before, after
+
+
+def _half_width_pct(runs: Sequence[Run]) -> float:
+    return statistics.median(100 * (hi - lo) / 2 / m for m, (lo, hi) in runs)
+
+
+def _spread_pct(runs: Sequence[Run]) -> float:
+    medians = [m for m, _ in runs]
+    return 100 * (max(medians) - min(medians)) / statistics.median(medians)
+
+
+def bench_coverage() -> dict[str, Any]:
+    from kit.results.store import Cell
+    from kit.run.cell import RunOptions, measure_cell, reference_output
+    from kit.run.executors import ProcessExecutor
+
+    n_runs = int(os.environ.get("QKIT_COVERAGE_RUNS", "5"))
+    repeats = int(os.environ.get("QKIT_COVERAGE_REPEATS", "3"))
+    profile = os.environ.get("QKIT_COVERAGE_PROFILE", "full")
+    executor = ProcessExecutor()
+    totals = {"before": [0, 0], "after": [0, 0], "rerun": [0, 0]}
+    per_cell: dict[str, Any] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="qkit-coverage-") as out:
+        opts = RunOptions(out_dir=out, profile=profile, command="kit.bench coverage")
+        for model, path in CELLS:
+            cell = Cell(model, path, "cpu", 1)
+            executor.call(reference_output, model, opts, timeout_s=900)
+            # Warm the export / calibration caches once, outside the measured runs.
+            executor.call(measure_cell, cell, opts, timeout_s=900)
+            t0 = time.perf_counter()
+            groups: list[list[list[float]]] = []
+            failed = 0
+            for _ in range(n_runs):
+                run = []
+                for _ in range(repeats):
+                    doc = executor.call(measure_cell, cell, opts, timeout_s=900)
+                    if doc.get("status") != "ok":
+                        failed += 1
+                        continue
+                    run.append([float(x) for x in doc["latency"]["samples"]])
+                if run:
+                    groups.append(run)
+            before, after = runs_from_processes(groups)
+            _, rerun = runs_from_processes(groups, interval="p50_rerun95")
+            hb, pb = coverage(before)
+            ha, pa = coverage(after)
+            hr, pr = coverage(rerun)
+            totals["rerun"][0] += hr
+            totals["rerun"][1] += pr
+            totals["before"][0] += hb
+            totals["before"][1] += pb
+            totals["after"][0] += ha
+            totals["after"][1] += pa
+            seconds = time.perf_counter() - t0
+            per_cell[f"{model} {path}"] = {
+                "before": {"hits": hb, "pairs": pb, "ci_half_width_pct": _half_width_pct(before)},
+                "after": {"hits": ha, "pairs": pa, "ci_half_width_pct": _half_width_pct(after)},
+                "rerun_interval": {"hits": hr, "pairs": pr, "half_width_pct": _half_width_pct(rerun)},
+                "process_medians": [[float(statistics.median(p)) for p in run] for run in groups],
+                "run_median_spread_pct": {"before": _spread_pct(before), "after": _spread_pct(after)},
+                "process_s": seconds / max(1, n_runs * repeats),
+                "failed": failed,
+            }
+            print(
+                f"[coverage] {model} {path}: before {hb}/{pb} (CI ±{_half_width_pct(before):.1f} %, medians spread "
+                f"{_spread_pct(before):.1f} %), after {ha}/{pa} (CI ±{_half_width_pct(after):.1f} %, spread "
+                f"{_spread_pct(after):.1f} %), rerun interval {hr}/{pr} (±{_half_width_pct(rerun):.1f} %), "
+                f"{seconds / max(1, n_runs * repeats):.1f} s per process",
+                flush=True,
+            )
+    executor.close()
+    share = {k: (h / p if p else 0.0) for k, (h, p) in totals.items()}
+    print(
+        f"[coverage] {len(CELLS)} cells x {n_runs} runs, profile {profile}: before (1 process per run) "
+        f"{totals['before'][0]}/{totals['before'][1]} = {share['before']:.0%}; after ({repeats} processes per run) "
+        f"{totals['after'][0]}/{totals['after'][1]} = {share['after']:.0%} "
+        f"(target >= {TARGET:.0%}: {'MET' if share['after'] >= TARGET else 'NOT MET'}); rerun interval "
+        f"{totals['rerun'][0]}/{totals['rerun'][1]} = {share['rerun']:.0%}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
+    return {"cells": per_cell, "totals": totals, "share": share, "runs": n_runs, "repeats": repeats}

@@ -1,0 +1,80 @@
+"""One cell measured in several fresh processes, merged into one document whose latency interval
+includes process-to-process variation (``kit.measure.latency.across_processes``).
+
+Why runs differ on a shared CPU machine: which cores the threads land on (and whether the two
+intra-op threads share a physical core), ONNX Runtime's intra-op thread pool spinning against
+other processes, the allocator's state (glibc arenas, ORT's arena) and page placement after the
+model build, frequency and cache state left by the previous process. None of that changes within
+one process, so the iterations of one process agree with each other far better than two processes
+do; only fresh processes sample it.
+
+The export, calibration and FP32 reference caches (``<out>/_cache``) are shared, so a repeat pays
+for the process start, the model build and prepare, and the timing, not for exports.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from kit.measure.latency import across_processes, mean_across_processes, summarize
+
+
+def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
+    """Merge the documents of one cell measured in ``len(docs)`` fresh processes.
+
+    Not-ok documents are dropped if at least one is ok (their reasons are kept under
+    ``latency.repeats.failed``); with no ok document the first one is returned as is. Latency:
+    the median of the process medians with the across-process CI; mean, std and percentiles over
+    the pooled samples; the mean with a t-interval over process means (``mean_ci95``). Memory,
+    fidelity and the rest: from the first ok process (the same method in each)."""
+    if not docs:
+        raise ValueError("no documents to merge")
+    ok = [d for d in docs if d.get("status") == "ok" and d.get("latency")]
+    if not ok:
+        return docs[0]
+    failed = [f"{d.get('status')}: {d.get('reason')}" for d in docs if d not in ok]
+    merged = copy.deepcopy(ok[0])
+    groups = [[float(x) for x in d["latency"]["samples"]] for d in ok]
+    pooled = [x for g in groups for x in g]
+    stats = summarize(pooled, seed=seed)
+    across = across_processes(groups, seed=seed)
+    mean, mean_ci = mean_across_processes(groups)
+    lat = merged["latency"]
+    lat.update({k: stats[k] for k in ("std", "cv", "min", "p90", "p95", "p99", "max")})
+    lat.update(
+        {
+            "mean": mean,
+            "mean_ci95": mean_ci,
+            "p50": across["p50"],
+            "p50_ci95": across["p50_ci95"],
+            "p50_rerun95": across["p50_rerun95"],
+            "ci_method": across["ci_method"],
+            "iterations": len(pooled),
+            "duration_s": sum(float(d["latency"]["duration_s"]) for d in ok),
+            "noise_warnings": stats["noise_warnings"],
+            "samples": [round(x, 6) for x in pooled],
+            "repeats": {
+                "processes": across["processes"],
+                "process_medians": across["process_medians"],
+                "process_means": [float(sum(g) / len(g)) for g in groups],
+                "process_iterations": [len(g) for g in groups],
+                "between_process_cv": across.get("between_process_cv"),
+                "spread": across.get("spread"),
+                "failed": failed,
+            },
+        }
+    )
+    if across["processes"] > 1 and (across.get("spread") or 0.0) >= 0.10:
+        lat["noise_warnings"].append(
+            f"process medians spread {across['spread']:.0%} across {across['processes']} fresh processes"
+        )
+    batch = int(merged["cell"]["batch_size"])
+    merged["throughput"] = {
+        "samples_per_s": batch / (across["p50"] / 1000.0) if across["p50"] > 0 else 0.0,
+        "method": "batch_size / median latency (median of the process medians)",
+    }
+    merged["started_utc"] = min(str(d.get("started_utc")) for d in ok)
+    merged["finished_utc"] = max(str(d.get("finished_utc")) for d in ok)
+    merged["duration_s"] = round(sum(float(d.get("duration_s") or 0.0) for d in docs), 3)
+    return merged

@@ -1,0 +1,100 @@
+"""Intervals across processes: the hierarchical CI, merging repeats, the coverage arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit.bench.coverage import coverage, runs_from_processes
+from kit.measure.latency import across_processes, bootstrap_median_ci, mean_across_processes
+from kit.results.store import load_results
+from kit.run.cell import RunOptions
+from kit.run.executors import InlineExecutor
+from kit.run.repeats import merge_repeats
+from kit.run.reproduce import plan_matrix, reproduce
+
+
+def _process(median: float, n: int = 200, cv: float = 0.01, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(median * (1 + cv * rng.standard_normal(n)))
+
+
+def test_one_process_is_labelled_within_process_only() -> None:
+    x = _process(10.0)
+    res = across_processes([x])
+    assert res["processes"] == 1 and "within one process only" in res["ci_method"]
+    assert res["p50_ci95"] == list(bootstrap_median_ci(np.asarray(x)))
+
+
+def test_process_to_process_variation_widens_the_interval() -> None:
+    # Three processes whose medians differ by 10 %, each tight within itself.
+    groups = [_process(m, seed=i) for i, m in enumerate((10.0, 11.0, 10.5))]
+    one = across_processes(groups[:1])
+    three = across_processes(groups)
+    lo, hi = three["p50_ci95"]
+    assert three["processes"] == 3 and "fresh processes" in three["ci_method"]
+    assert lo <= 10.05 and hi >= 10.95  # covers every process median
+    assert (hi - lo) > 5 * (one["p50_ci95"][1] - one["p50_ci95"][0])
+    assert three["p50"] == pytest.approx(10.5, rel=0.01)
+    assert three["spread"] == pytest.approx(1.0 / 10.5, rel=0.05)
+    rlo, rhi = three["p50_rerun95"]  # where another run's median should fall: wider still
+    assert rlo <= lo and rhi >= hi and (rhi - rlo) > (hi - lo)
+    mean, (mlo, mhi) = mean_across_processes(groups)
+    assert mlo < mean < mhi
+
+
+def test_coverage_arithmetic() -> None:
+    runs = [(10.0, (9.5, 10.5)), (10.4, (10.3, 10.5)), (12.0, (11.0, 13.0))]
+    # run 0 holds 10.4 (1 of 2); run 1 holds neither 10.0 nor 12.0; run 2 holds neither
+    assert coverage(runs) == (1, 6)
+    assert coverage([(1.0, (0.0, 2.0))]) == (0, 0)
+    wide = [(m, (0.0, 100.0)) for m in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    assert coverage(wide) == (20, 20)  # 5 runs: 20 ordered pairs, as in the issue's 20 of 60
+
+
+def test_runs_from_processes_before_and_after() -> None:
+    # Five runs of three processes; process medians wander by +-5 %, each process tight.
+    rng = np.random.default_rng(1)
+    groups = [[_process(10 * (1 + 0.05 * rng.standard_normal()), seed=10 * r + p) for p in range(3)] for r in range(5)]
+    before, after = runs_from_processes(groups)
+    hb, pb = coverage(before)
+    ha, pa = coverage(after)
+    assert pb == pa == 20
+    assert ha > hb  # the across-process CI holds where one process's does not
+
+
+def _doc(samples: list[float], status: str = "ok") -> dict:
+    return {
+        "cell": {"model": "m", "path": "torch-fp32", "device": "cpu", "batch_size": 2},
+        "status": status,
+        "reason": None if status == "ok" else "boom",
+        "latency": {"samples": samples, "duration_s": 1.0, "p50": float(np.median(samples))} if samples else None,
+        "throughput": {"samples_per_s": 0.0, "method": "x"},
+        "started_utc": "2026-01-01T00:00:00Z",
+        "finished_utc": "2026-01-01T00:00:01Z",
+        "duration_s": 1.0,
+    }
+
+
+def test_merge_repeats_pools_and_records_each_process() -> None:
+    docs = [_doc(_process(10.0, seed=1)), _doc([], "failed"), _doc(_process(12.0, seed=2))]
+    merged = merge_repeats(docs)
+    lat = merged["latency"]
+    assert lat["repeats"]["processes"] == 2 and lat["iterations"] == 400
+    assert lat["repeats"]["failed"] == ["failed: boom"]
+    assert lat["p50_ci95"][0] <= 10.0 and lat["p50_ci95"][1] >= 12.0
+    assert merged["throughput"]["samples_per_s"] == pytest.approx(2 / (lat["p50"] / 1000))
+    assert any("spread" in w for w in lat["noise_warnings"])
+    assert merge_repeats([_doc([], "failed")])["status"] == "failed"
+
+
+def test_reproduce_with_repeats_writes_one_merged_document(tmp_path: Path) -> None:
+    cells = plan_matrix(["tiny-vit"], ["torch-fp32"], ["cpu"], [1])
+    opts = RunOptions(out_dir=str(tmp_path), profile="quick", command="pytest", repeats=2)
+    summary = reproduce(cells, opts, InlineExecutor())
+    assert summary.ok == 1
+    (doc,) = load_results(tmp_path).docs
+    assert doc["latency"]["repeats"]["processes"] == 2
+    assert "fresh processes" in doc["latency"]["ci_method"]
