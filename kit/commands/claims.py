@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +25,7 @@ from kit.claims.validate import (
     fmt,
     load_accuracy_docs,
     machine_list,
+    screen,
     screen_results,
     summarize,
     verdict_document,
@@ -77,7 +79,7 @@ def _claim_line(claim: Any) -> str:
     return f"  {claim.id:<62} {claim.comparability:<15} {claim.metric:<26} {value} {claim.unit} {where}{flag}"
 
 
-@click.command("claims")
+@click.group("claims", invoke_without_command=True)
 @click.option(
     "--expected",
     type=click.Path(path_type=Path),
@@ -85,8 +87,13 @@ def _claim_line(claim: Any) -> str:
     help="Claims directory (default: the repository's expected/, or $QKIT_EXPECTED).",
 )
 @click.option("--counts", "counts_only", is_flag=True, help="Only the counts per file and class.")
-def claims(expected: Path | None, counts_only: bool) -> None:
-    """List the published claims (expected/) with counts per seed file and comparability class."""
+@click.pass_context
+def claims(ctx: click.Context, expected: Path | None, counts_only: bool) -> None:
+    """List the published claims (expected/) with counts per seed file and comparability class.
+
+    `qkit claims import TABLE` turns a CSV or YAML table of claims into a claims file."""
+    if ctx.invoked_subcommand is not None:
+        return
     claim_set = _claims_or_exit(expected)
     if not counts_only:
         for f in claim_set.files:
@@ -96,6 +103,46 @@ def claims(expected: Path | None, counts_only: bool) -> None:
     click.echo(f"expected: {claim_set.directory} ({len(claim_set.files)} files, {len(claim_set)} claims)")
     for line in _count_table(claim_set):
         click.echo(line)
+
+
+@claims.command("import")
+@click.argument("table", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder the claims file is written to (NNN_<hash of source>.json).",
+)
+@click.option("--number", type=int, default=None, help="The file's 3-digit number (every id starts with it).")
+@click.option("--title", default=None, help="The source's title.")
+@click.option("--source", default=None, help="Where the claims are published (URL, citation).")
+@click.option("--gpu", default=None, help="The GPU the source measured on, if it names one.")
+@click.option("--cpu", default=None, help="The CPU the source measured on, if it names one.")
+@click.option("--check", "check_only", is_flag=True, help="Check the table only; write nothing.")
+def claims_import(
+    table: Path,
+    out_dir: Path,
+    number: int | None,
+    title: str | None,
+    source: str | None,
+    gpu: str | None,
+    cpu: str | None,
+    check_only: bool,
+) -> None:
+    """Turn a CSV or YAML claims table into a claims file (schema-checked; a bad row is one line
+    naming its line number, exit 2). Columns: see docs/claims-format.md, "Writing claims"."""
+    from kit.claims.authoring import import_table
+
+    hardware = {k: v for k, v in (("gpu", gpu), ("cpu", cpu)) if v is not None} or None
+    stem, doc = import_table(table, number=number, title=title, source=source, hardware=hardware)
+    if check_only:
+        click.echo(f"{table}: {len(doc['claims'])} claims, valid ({stem}.json)")
+        return
+    target = out_dir / f"{stem}.json"
+    documents.write(target, doc, "claims")
+    click.echo(f"{table}: {len(doc['claims'])} claims -> {target}")
 
 
 # ============================================================================== validate
@@ -168,51 +215,90 @@ def _write_verdicts(path: Path, doc: dict[str, Any]) -> None:
     default=None,
     help="Also write every verdict to this JSON file (schemas/verdicts.schema.json).",
 )
+@click.option("--all", "show_all", is_flag=True, help="Print every verdict, not the one-screen summary.")
 @click.option(
     "--only",
     multiple=True,
     type=click.Choice(VERDICTS),
-    help="Print only claims with these verdicts (the JSON file always has all).",
+    help="Print every claim with these verdicts (implies --all; the JSON file always has all).",
 )
-def validate(results: Path | None, expected: Path | None, json_path: Path | None, only: tuple[str, ...]) -> None:
+@click.option(
+    "--format",
+    "out_format",
+    type=click.Choice(["text", "json", "md"]),
+    default="text",
+    show_default=True,
+    help="json: the verdict document on stdout (every verdict); md: the summary as markdown.",
+)
+def validate(
+    results: Path | None,
+    expected: Path | None,
+    json_path: Path | None,
+    show_all: bool,
+    only: tuple[str, ...],
+    out_format: str,
+) -> None:
     """Check every published claim against the results: one verdict per claim; exit 1 if any failed,
-    3 if the kit failed while judging one (verdict ``error``)."""
+    3 if the kit failed while judging one (verdict ``error``).
+
+    Prints one screen (counts, each fail and inconclusive, what would judge the rest); ``--all``
+    prints every verdict."""
     claim_set = _claims_or_exit(expected)
     results_dir = _results_dir(results)
     docs, names, unreadable = _load_documents(results_dir)
     screened = screen_results(docs, names)
     rejected = unreadable + screened.rejected
+    text = out_format == "text"
     for name, why in rejected:
-        click.echo(f"rejected result document {name}: {why}")
+        click.echo(f"rejected result document {name}: {why}", err=not text)
     verdicts = run_validation(claim_set, screened.results, accuracy=screened.accuracy)
     summary = summarize(verdicts, rejected=len(rejected))
-    click.echo(
+    head = (
         f"claims: {claim_set.directory}  results: {results_dir} ({len(screened.results)} result, "
         f"{len(screened.accuracy)} accuracy documents)"
     )
     machines = machine_list(screened.results)
-    if len(machines) > 1:
-        click.echo(_machines_line(machines))
-    _print_table(verdicts, only)
     for v in verdicts:
-        if v.verdict == "error":  # loud: on stderr too, whatever --only hides
+        if v.verdict == "error":  # loud: on stderr too, whatever the format hides
             click.echo(f"qkit: {v.reason}", err=True)
-    click.echo(summary.line())
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    doc = verdict_document(
+        verdicts,
+        summary,
+        expected_dir=str(claim_set.directory),
+        results_dir=str(results_dir),
+        rejected=rejected,
+        generated_utc=stamp,
+        documents=len(docs) + len(unreadable),
+        machines=machines,
+    )
     if json_path is not None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        doc = verdict_document(
-            verdicts,
-            summary,
-            expected_dir=str(claim_set.directory),
-            results_dir=str(results_dir),
-            rejected=rejected,
-            generated_utc=stamp,
-            documents=len(docs) + len(unreadable),
-            machines=machines,
-        )
         _write_verdicts(json_path, doc)
-        click.echo(f"verdicts: {json_path}")
+    dicts = [v.to_dict() for v in verdicts]
+    if out_format == "json":
+        click.echo(json.dumps(doc, indent=1, ensure_ascii=False))
+    elif out_format == "md":
+        click.echo(screen.markdown(dicts, summary_line=summary.line(), verdict_file=_str(json_path)), nl=False)
+    elif show_all or only:
+        click.echo(head)
+        if len(machines) > 1:
+            click.echo(_machines_line(machines))
+        _print_table(verdicts, only)
+        click.echo(summary.line())
+        if json_path is not None:
+            click.echo(f"verdicts: {json_path}")
+    else:
+        lines = [head] + ([_machines_line(machines)] if len(machines) > 1 else [])
+        width = max(80, min(200, shutil.get_terminal_size((160, 40)).columns))
+        for line in screen.screen(
+            dicts, summary_line=summary.line(), verdict_file=_str(json_path), head=lines, width=width
+        ):
+            click.echo(line)
     click.get_current_context().exit(summary.exit_code)
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 # ============================================================================== accuracy

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kit.models.registry import ModelSpec
+from kit.models.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch
@@ -389,6 +389,17 @@ def _build_hub(spec: ModelSpec, attn: str) -> tuple[Any, dict[str, Any]]:
 # --------------------------------------------------------------------------------- public
 
 
+WEIGHTS_MODES: tuple[str, ...] = ("random", "hub", "checkpoint")
+
+
+def resolve_weights(spec: ModelSpec, weights: str) -> str:
+    """``"checkpoint"``: each model's own weights, i.e. its local checkpoint directory when
+    ``spec.checkpoint`` is one (a user model), else the hub; any other value is returned as is."""
+    if weights != "checkpoint":
+        return weights
+    return spec.checkpoint if os.path.isdir(spec.checkpoint) else "hub"
+
+
 def _weights_mode(weights: str) -> str:
     if weights in ("random", "hub"):
         return weights
@@ -402,7 +413,8 @@ def build_model(
 ) -> tuple[Any, dict[str, Any]]:
     """Build ``spec`` as an FP32 CPU module in eval mode, and say how it was built.
 
-    ``weights``: ``"random"`` (seeded, from the registry config, no download), a local directory
+    ``weights``: ``"random"`` (seeded, from the registry config, no download), ``"checkpoint"``
+    (`resolve_weights`: a user model's own directory, else the hub), a local directory
     (``from_pretrained`` with ``local_files_only``, safetensors only, no remote code; its
     config.json must match the spec's architecture), or ``"hub"`` (``from_pretrained`` of
     ``spec.checkpoint``; honours ``HF_HUB_OFFLINE``; `WeightsUnavailable` if it can't be had).
@@ -412,6 +424,7 @@ def build_model(
     import torch
     import transformers
 
+    weights = resolve_weights(spec, weights)
     mode = _weights_mode(weights)
     attn = attn_implementation or choose_attn_implementation(spec)
     started = time.perf_counter()
@@ -447,6 +460,8 @@ def build_model(
         build_seconds=round(time.perf_counter() - started, 3),
         weights_fingerprint=weights_fingerprint(spec, weights, seed),
     )
+    if spec.origin == "user":  # a model derived from a config: say where each fact came from
+        info.update(model_origin="user", model_sources=dict(spec.sources))
     return model, info
 
 
@@ -497,6 +512,7 @@ def weights_fingerprint(spec: ModelSpec, weights: str = "random", seed: int = 0,
     import torch
     import transformers
 
+    weights = resolve_weights(spec, weights)
     mode = _weights_mode(weights)
     arch = {k: getattr(spec, k) for k in ("id", "config_class", "config", "model_class", "model_kwargs")}
     if mode == "random":

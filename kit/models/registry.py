@@ -48,6 +48,8 @@ __all__ = [
     "ModelSpec",
     "get_model",
     "model_ids",
+    "register_user_model",
+    "user_model_ids",
 ]
 
 PUBLISHED_SOURCE = (
@@ -515,14 +517,43 @@ def model_ids() -> list[str]:
     return list(MODELS)
 
 
+# User models (a checkpoint directory or a models file, `kit.models.user`) registered in this
+# process; child processes register them again from `RunOptions.user_models`.
+_USER_SPECS: dict[str, ModelSpec] = {}
+
+
+def register_user_model(spec: ModelSpec) -> ModelSpec:
+    """Make ``spec`` (origin ``user``) resolvable by `get_model`; the same spec twice is a no-op.
+
+    ``ValueError`` when the id is one of the study's 16, a tiny id, or another user model's.
+    """
+    if spec.origin != "user":
+        raise ValueError(f"{spec.id}: only user models are registered at run time")
+    if spec.id in MODELS or spec.id.startswith("tiny-"):
+        raise ValueError(f"model id {spec.id!r} is taken by the kit's own models; give it another id")
+    known = _USER_SPECS.get(spec.id)
+    if known is not None and known != spec:
+        raise ValueError(
+            f"model id {spec.id!r} names two different user models ({known.checkpoint}, {spec.checkpoint})"
+        )
+    _USER_SPECS[spec.id] = spec
+    return spec
+
+
+def user_model_ids() -> list[str]:
+    """The user models registered in this process, in registration order."""
+    return list(_USER_SPECS)
+
+
 def get_model(model_id: str) -> ModelSpec:
     """The spec for ``model_id``; ``KeyError`` naming the valid ids otherwise.
 
     ``tiny-<family>`` ids resolve to the tiny test models of `kit.models.tiny` (so tests and
     smoke runs go through the same runner, child processes included); they are not part of the
-    study's matrix and `model_ids` does not list them.
+    study's matrix and `model_ids` does not list them. User models registered in this process
+    (`register_user_model`) resolve too.
     """
-    spec = MODELS.get(model_id)
+    spec = MODELS.get(model_id) or _USER_SPECS.get(model_id)
     if spec is not None:
         return spec
     if model_id.startswith("tiny-"):

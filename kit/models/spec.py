@@ -6,10 +6,16 @@ A leaf module: the study's registry (`kit.models.registry`) and the tiny test mo
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FAMILIES: tuple[str, ...] = ("vit", "deit", "dino", "dinov2", "beit", "mobilevit")
+# Where a spec comes from: the study's registry, the tiny test models, or a user's checkpoint
+# directory / models file (`kit.models.user`). A user model's family is its config's
+# ``model_type`` (``swin``, ``convnext`` ...), so it is not limited to `FAMILIES`.
+ORIGINS: tuple[str, ...] = ("study", "tiny", "user")
+_MODEL_TYPE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 HEADS: tuple[str, ...] = ("classifier", "backbone")
 # What `kit.models.build.output_of` returns for a spec (see its docstring).
 PRIMARY_OUTPUTS: tuple[str, ...] = ("logits", "pooler_output", "cls_token")
@@ -48,10 +54,19 @@ class ModelSpec:
     notes: str = ""
     model_kwargs: dict[str, Any] = field(default_factory=dict, hash=False)
     num_channels: int = 3
+    origin: str = "study"
+    # Where each derived fact came from (user models: config.json, preprocessor_config.json, the
+    # models file, a default), keyed by the field name; empty for the study's hand-kept specs.
+    sources: dict[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         # Fail at import time on a malformed entry rather than deep inside a run.
-        if self.family not in FAMILIES:
+        if self.origin not in ORIGINS:
+            raise ValueError(f"{self.id}: origin {self.origin!r} not in {ORIGINS}")
+        if self.origin == "user":
+            if not _MODEL_TYPE.match(self.family):
+                raise ValueError(f"{self.id}: family {self.family!r} is not a model_type name")
+        elif self.family not in FAMILIES:
             raise ValueError(f"{self.id}: family {self.family!r} not in {FAMILIES}")
         if self.head not in HEADS:
             raise ValueError(f"{self.id}: head {self.head!r} not in {HEADS}")

@@ -40,6 +40,7 @@ def _tiny(family: str, **kw: Any) -> ModelSpec:
         published_category=None,
         published_architecture=None,
         real_params_source=_SOURCE.format(cls=kw["model_class"]),
+        origin="tiny",
         **kw,
     )
 
