@@ -21,8 +21,10 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kit.commands.claims", ("claims", "validate", "accuracy")),
     ("kit.commands.audit", ("audit",)),
     ("kit.commands.report", ("report",)),
+    ("kit.commands.compare", ("compare",)),
     ("kit.commands.compare_int8", ("compare_int8",)),
     ("kit.commands.merge", ("merge",)),
+    ("kit.commands.init", ("init",)),
 )
 
 

@@ -92,13 +92,22 @@ def _assert_png_ok(file: Path, size_px: tuple[int, int]) -> None:
     assert (grey < 128).mean() > 0.005, f"{file.name} has almost no dark pixels (text, axes)"
 
 
+def _all_text(res: Any) -> str:
+    """report.md and its companion details.md (every cell, verdict and finding)."""
+    return res.report.read_text() + "\n" + res.details.read_text()
+
+
 def _assert_links_resolve(report: Path) -> list[str]:
     targets = LINK.findall(report.read_text())
     for target in targets:
         if re.match(r"^[a-z]+://|^#|^mailto:", target):
             continue
         assert not Path(target).is_absolute(), f"absolute link {target} will not work on GitHub"
-        assert (report.parent / target).exists(), f"broken link {target} in {report}"
+        file, _, anchor = target.partition("#")
+        assert (report.parent / file).exists(), f"broken link {target} in {report}"
+        if anchor:  # a heading of that file (GitHub's anchor: lower case, spaces to hyphens)
+            heads = re.findall(r"^#+ (.*)$", (report.parent / file).read_text(), re.M)
+            assert anchor in {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in heads}, target
     return targets
 
 
@@ -115,8 +124,13 @@ def test_report_builds_with_every_figure(built: Any) -> None:
     text = res.report.read_text()
     links = _assert_links_resolve(res.report)
     assert {f"{n}.png" for n in RUN_FIGURES} <= set(links)
-    for heading in ("Environment", "Measured matrix", "Skipped and failed cells", "How things were measured"):
+    for heading in ("At a glance", "Claims: what holds here", "Environment", "Measured matrix", "Figures"):
         assert f"## {heading}" in text
+    details = res.details.read_text()
+    for heading in ("Every measured cell", "Every verdict", "Every finding", "Skipped and failed cells"):
+        assert f"## {heading}" in details
+    assert "## How things were measured" in details
+    assert res.html.is_file() and "report.html" in text
 
 
 def test_report_without_validate_or_audit_says_so(built: Any) -> None:
@@ -131,7 +145,7 @@ def test_report_without_validate_or_audit_says_so(built: Any) -> None:
 
 def test_matrix_environment_and_method_come_from_the_documents(tiny_run: Path, built: Any) -> None:
     docs = _docs(tiny_run)
-    text = built.report.read_text()
+    text = _all_text(built)
     ok = [d for d in docs if d["status"] == "ok"]
     for d in ok:
         row = f"| {d['cell']['model']} | {d['cell']['path']} | 1 | {num(d['latency']['p50'])} ["
@@ -155,14 +169,16 @@ def test_speedups_use_the_same_device_fp32_baseline(tiny_run: Path) -> None:
     assert base["speedup"] == pytest.approx(1.0)
     for path in CPU_PATHS[1:]:
         assert rows[path]["speedup"] == pytest.approx(base["p50_ms"] / rows[path]["p50_ms"])
-        assert rows[path]["memory_reduction_pct"] == pytest.approx(100 * (1 - rows[path]["peak_mb"] / base["peak_mb"]))
+        assert rows[path]["memory_reduction_pct"] == pytest.approx(
+            100 * (1 - rows[path]["inference_mb"] / base["inference_mb"])
+        )
 
 
 def test_skipped_cells_are_listed_with_their_reasons(tiny_run: Path, built: Any) -> None:
     docs = _docs(tiny_run)
     skipped = [d for d in docs if d["status"] != "ok"]
     assert skipped, "the cuda cells should be skipped documents on this machine"
-    text = built.report.read_text()
+    text = built.details.read_text()
     section = text.split("## Skipped and failed cells", 1)[1]
     for d in skipped:
         c = d["cell"]
@@ -321,7 +337,7 @@ def test_verdicts_and_findings_are_shown_grouped_with_counts(results: Path, tmp_
     (results / "verdicts.json").write_text(json.dumps(verdicts))
     (results / "findings.json").write_text(json.dumps(FINDINGS))
     res = build_report(results, tmp_path / "r")
-    text = res.report.read_text()
+    text = _all_text(res)
     assert "| fail | 1 |" in text and "| pass | 1 |" in text and "| not-comparable | 1 |" in text
     assert text.index("### fail (1)") < text.index("### pass (1)")  # failures first
     for v in verdicts["verdicts"]:
@@ -335,6 +351,9 @@ def test_verdicts_and_findings_are_shown_grouped_with_counts(results: Path, tmp_
     assert pvm.file is not None, pvm.why_not
     _assert_png_ok(pvm.file, pvm.size_px)
     _assert_links_resolve(res.report)
+    _assert_links_resolve(res.details)
+    page = res.report.read_text()  # the one page: the failure and the audit's error, not the pass list's reasons
+    assert "### fail (1)" in page and "`arith.speedup_ratio`" in page
 
 
 def test_stale_verdicts_are_flagged(tiny_run: Path, tmp_path: Path) -> None:
@@ -419,3 +438,26 @@ def test_markdown_cells_and_numbers() -> None:
     assert cell_text("a|b\nc") == "a\\|b c"
     assert cell_text("<class 'X'> & y") == "&lt;class 'X'&gt; &amp; y"
     assert num(1234.5678) == "1235" and num(0.000123) == "1.23e-04" and num(123456.0) == "123,456"
+
+
+# ---------------------------------------------------------------- the committed reference run
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "cpu-intel-xeon-2core"
+
+
+@pytest.mark.skipif(not (REFERENCE / "verdicts.json").is_file(), reason="no committed reference run")
+def test_reference_report_fits_a_page(tmp_path: Path) -> None:
+    res = build_report(REFERENCE, tmp_path / "r", REFERENCE / "verdicts.json", REFERENCE / "findings.json")
+    text = res.report.read_text()
+    assert len(text.splitlines()) < 400, len(text.splitlines())
+    verdicts = json.loads((REFERENCE / "verdicts.json").read_text())["verdicts"]
+    for v in verdicts:
+        if v["verdict"] in ("fail", "inconclusive"):
+            assert f"`{v['claim_id']}`" in text  # every fail and inconclusive on the page
+    assert "need a CUDA GPU: run `make reproduce DEVICES=cuda` on one" in text
+    details = res.details.read_text()
+    assert all(f"`{v['claim_id']}`" in details for v in verdicts)  # every verdict in the companion
+    findings = json.loads((REFERENCE / "findings.json").read_text())["findings"]
+    assert all(f"`{f['rule']}`" in details for f in findings)
+    _assert_links_resolve(res.report)
+    _assert_links_resolve(res.details)

@@ -171,7 +171,7 @@ def test_speedup_is_recomputed_on_one_machine_whatever_the_gpu(claims: ClaimSet)
     ]
     v = verdict_of(claims, "001.speedup.vit-huge-patch14-2020.fp16", docs)
     assert v.verdict == "pass" and v.measured == pytest.approx(25.59 / 10.24)
-    assert "fp32 mean latency / path mean latency" in v.convention and H100 in v.reason
+    assert "ratio of means" in v.convention and "latency.mean" in v.convention and H100 in v.reason
 
 
 def test_a_ratio_across_two_machines_is_not_measured(claims: ClaimSet) -> None:
@@ -500,7 +500,16 @@ def test_cli_exit_0_when_no_claim_failed(tmp_path: Path, small_expected: Path) -
     out = tmp_path / "verdicts.json"
     result = CliRunner().invoke(
         _group(),
-        ["validate", "--results", str(tmp_path / "res"), "--expected", str(small_expected), "--json", str(out)],
+        [
+            "validate",
+            "--results",
+            str(tmp_path / "res"),
+            "--expected",
+            str(small_expected),
+            "--json",
+            str(out),
+            "--all",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "== portable" in result.output and "== relative" in result.output and "== hardware-bound" in result.output
@@ -750,3 +759,107 @@ def test_accuracy_command_end_to_end(tmp_path: Path, small_expected: Path) -> No
         _group(), ["validate", "--results", str(tmp_path / "results"), "--expected", str(small_expected)]
     )
     assert run.exit_code == 0 and "1 accuracy documents" in run.output
+
+
+# ---------------------------------------------------------------- what a reviewer reads (output formats)
+
+REFERENCE_RUN = Path(__file__).resolve().parents[1] / "results" / "reference" / "cpu-intel-xeon-2core"
+reference_only = pytest.mark.skipif(not (REFERENCE_RUN / "cells").is_dir(), reason="no committed reference run")
+
+
+@pytest.fixture(scope="module")
+def reference_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not (REFERENCE_RUN / "cells").is_dir():
+        pytest.skip("no committed reference run")
+    tmp = tmp_path_factory.mktemp("screen")
+    runner = CliRunner(env={"COLUMNS": "160"})
+    base = ["validate", "--results", str(REFERENCE_RUN)]
+    out = {
+        "screen": runner.invoke(_group(), [*base, "--json", str(tmp / "v.json")]),
+        "all": runner.invoke(_group(), [*base, "--all"]),
+        "json": runner.invoke(_group(), [*base, "--format", "json"]),
+        "md": runner.invoke(_group(), [*base, "--format", "md"]),
+        "file": tmp / "v.json",
+    }
+    return out
+
+
+@reference_only
+def test_validate_fits_one_screen_on_the_reference_run(reference_outputs: dict[str, Any]) -> None:
+    res = reference_outputs["screen"]
+    assert res.exit_code == 1, res.output  # exit codes unchanged: claims fail on the reference run
+    lines = res.output.splitlines()
+    assert len(lines) <= 60, len(lines)
+    doc = json.loads(reference_outputs["file"].read_text())
+    assert doc["summary"]["line"] in lines
+    listed = [v for v in doc["verdicts"] if v["verdict"] in ("fail", "inconclusive", "error")]
+    for v in listed:  # each fail and inconclusive on a line of its own, with claimed and measured
+        line = next(x for x in lines if f" {v['claim_id']} " in x)
+        assert line.lstrip().startswith(v["verdict"]) and "claimed" in line and "measured" in line
+    assert any("need a CUDA GPU: run `make reproduce DEVICES=cuda` on one" in x for x in lines)
+    assert any("need the checkpoint's weights and a labelled image folder: `qkit accuracy" in x for x in lines)
+    assert lines[-1] == f"every verdict: {reference_outputs['file']} (or `qkit validate --all`)"
+    # the groups of claims not judged add up to every unjudged verdict
+    unjudged = sum(1 for v in doc["verdicts"] if v["verdict"] in ("not-measured", "not-comparable", "unsupported"))
+    assert f"{unjudged} claims could not be judged here:" in lines
+
+
+@reference_only
+def test_every_verdict_with_all_and_in_the_json(reference_outputs: dict[str, Any]) -> None:
+    doc = json.loads(reference_outputs["file"].read_text())
+    full = reference_outputs["all"]
+    assert full.exit_code == 1
+    for v in doc["verdicts"]:
+        assert f" {v['claim_id']} " in full.output
+    printed = json.loads(reference_outputs["json"].output)
+    assert verdicts_problem(printed) is None
+    assert [v["claim_id"] for v in printed["verdicts"]] == [v["claim_id"] for v in doc["verdicts"]]
+    assert reference_outputs["json"].exit_code == 1
+    md = reference_outputs["md"].output
+    assert md.startswith(f"**{doc['summary']['line']}**") and "| class |" in md
+    assert all(f"`{v['claim_id']}`" in md for v in doc["verdicts"] if v["verdict"] == "fail")
+
+
+def test_audit_fits_one_screen_and_all_lists_every_finding(tmp_path: Path) -> None:
+    runner = CliRunner(env={"COLUMNS": "160"})
+    res = runner.invoke(_group(), ["audit", "--json", str(tmp_path / "f.json")])
+    assert res.exit_code in (0, 1), res.output
+    doc = json.loads((tmp_path / "f.json").read_text())
+    lines = res.output.splitlines()
+    assert len(lines) <= 60, len(lines)
+    assert any(x.startswith("audit: ") for x in lines)
+    for f in doc["findings"]:  # each rule of an error or warning on a line, the notes' rules on one line
+        assert any(f["rule"] in x for x in lines), f["rule"]
+    full = runner.invoke(_group(), ["audit", "--all"])
+    assert full.exit_code == res.exit_code
+    assert all(f["message"][:40] in full.output.replace("\n", " ") or f["rule"] in full.output for f in doc["findings"])
+    printed = json.loads(runner.invoke(_group(), ["audit", "--format", "json"]).output)
+    assert len(printed["findings"]) == len(doc["findings"])
+
+
+def test_unjudged_claims_are_grouped_by_what_would_judge_them() -> None:
+    from kit.claims.validate.screen import blockers, screen
+
+    def v(verdict: str, reason: str, metric: str = "latency_ms", **kw: Any) -> dict[str, Any]:
+        return {"claim_id": f"x.{len(reason)}.{verdict}", "verdict": verdict, "reason": reason, "metric": metric, **kw}
+
+    verdicts = [
+        v("not-measured", "m torch-fp16 on cuda batch 1 was not measured (skipped: CUDA unavailable: CPU-only build)"),
+        v("not-measured", "baseline: m torch-fp32 on cuda batch 1 was not measured (skipped: CUDA unavailable)"),
+        v(
+            "not-measured",
+            "no accuracy result for m torch-fp32: run `qkit accuracy --model m --weights DIR --dataset DIR`",
+        ),
+        v("not-comparable", "hardware-bound: claimed on NVIDIA T4", hardware={"claimed": "NVIDIA T4", "ours": "CPU"}),
+        v("not-comparable", "the study used torch 2.1.0; ours: 2.13", metric="software_version"),
+        v("unsupported", "a label the study assigns, not a measurement"),
+        v("pass", "within tolerance"),
+    ]
+    groups = {b.key: b for b in blockers(verdicts)}
+    assert len(groups["cuda"].claims) == 2 and "make reproduce DEVICES=cuda" in groups["cuda"].line()
+    assert "qkit accuracy --model m" in groups["accuracy"].line()
+    assert "NVIDIA T4" in groups["hardware:NVIDIA T4"].line() and "docker-reproduce" in groups["stack"].line()
+    assert list(groups)[-1] == "unsupported"  # what no run can judge comes last
+    assert sum(len(b.claims) for b in groups.values()) == 6
+    lines = screen(verdicts, summary_line="validate: 7 claims", verdict_file=None)
+    assert "6 claims could not be judged here:" in lines and "no claim failed or was inconclusive" in lines

@@ -16,6 +16,7 @@ from typing import Any
 
 from kit.hardware.machine import short_name
 from kit.paths.base import path_facts, paths_where, reference_path
+from kit.results import figures
 
 Doc = dict[str, Any]
 CellKey = tuple[str, str, str, int]  # model, path, device, batch size
@@ -95,18 +96,22 @@ def baselines(docs: Iterable[Doc]) -> dict[tuple[str, str, int], Doc]:
     return out
 
 
+# Speedup, memory reduction and throughput have one definition each (kit.results.figures); the
+# report uses the median and the inference memory phase, and says so (SPEEDUP_LABEL, MEMORY_LABEL).
+REPORT_STATISTIC: str = figures.REPORT_STATISTIC
+MEMORY_PHASE: str = figures.DEFAULT_MEMORY_PHASE
+SPEEDUP_LABEL: str = figures.speedup_label(REPORT_STATISTIC)
+MEMORY_LABEL: str = figures.memory_label(MEMORY_PHASE)
+THROUGHPUT_LABEL: str = figures.throughput_label(REPORT_STATISTIC)
+
+
 def speedup(doc: Doc, base: Doc | None) -> float | None:
-    """torch-fp32 p50 / this path's p50, same model, device and batch size."""
-    if base is None or doc.get("status") != "ok":
-        return None
-    p50 = doc["latency"]["p50"]
-    return base["latency"]["p50"] / p50 if p50 > 0 else None
+    """torch-fp32 p50 / this path's p50, same model, device and batch size (ratio of medians)."""
+    return figures.speedup(doc, base, REPORT_STATISTIC)
 
 
 def reduction_pct(value: float | None, base_value: float | None) -> float | None:
-    if value is None or not base_value:
-        return None
-    return 100.0 * (1.0 - value / base_value)
+    return figures.reduction_pct(value, base_value)
 
 
 def weights_mb(doc: Doc) -> float | None:
@@ -127,6 +132,7 @@ def measured_rows(docs: Iterable[Doc]) -> list[dict[str, Any]]:
         m, p, dev, bs = cell_key(d)
         b = base.get((m, dev, bs))
         lat, fid = d["latency"], d["fidelity"]
+        agreement = figures.top1_agreement(d)
         rows.append(
             {
                 "model": m,
@@ -139,14 +145,26 @@ def measured_rows(docs: Iterable[Doc]) -> list[dict[str, Any]]:
                 "cv": lat["cv"],
                 "iterations": lat["iterations"],
                 "noise_warnings": list(lat.get("noise_warnings") or []),
-                "throughput_sps": d["throughput"]["samples_per_s"],
+                "throughput_sps": figures.throughput_sps(d, REPORT_STATISTIC),
+                "throughput_statistic": REPORT_STATISTIC,
                 "peak_mb": d["memory"]["peak_mb"],
+                "load_mb": figures.memory_mb(d, "load"),
+                "steady_mb": figures.memory_mb(d, "steady"),
+                "inference_mb": figures.memory_mb(d, "inference"),
+                "memory_phase": MEMORY_PHASE,
                 "weights_mb": weights_mb(d),
                 "size_mb": size_mb(d),
                 "cosine": fid["cosine"],
-                "top1": fid.get("top1_agreement"),
+                # Top-1 agreement is a headline figure only on trained weights; on seeded random
+                # weights it is the method's error on untrained weights (top1_untrained, with n and CI).
+                "top1": agreement.value if agreement and agreement.trained else None,
+                "top1_detail": agreement.describe() if agreement else None,
+                "top1_n": agreement.n if agreement else None,
+                "top1_ci95": agreement.ci95 if agreement else None,
+                "trained_weights": figures.trained_weights(d),
                 "speedup": speedup(d, b),
-                "memory_reduction_pct": reduction_pct(d["memory"]["peak_mb"], b["memory"]["peak_mb"] if b else None),
+                "speedup_statistic": REPORT_STATISTIC,
+                "memory_reduction_pct": figures.memory_reduction_pct(d, b, MEMORY_PHASE),
                 "weights_reduction_pct": reduction_pct(weights_mb(d), weights_mb(b) if b else None),
                 "provider": (d.get("path_info") or {}).get("execution_provider"),
             }
@@ -356,12 +374,24 @@ def method_rows(docs: Iterable[Doc]) -> list[tuple[str, list[tuple[Any, int]]]]:
         ("timed duration (s)", [(_span([x["duration_s"] for x in lat], "{:.3g}"), len(lat))] if lat else []),
         ("percentiles", distinct(x.get("percentile_method") for x in lat)),
         ("p50 confidence interval", distinct(x.get("ci_method") for x in lat)),
-        ("throughput", distinct(d["throughput"].get("method") for d in ok)),
+        ("throughput", [(THROUGHPUT_LABEL, len(ok))] if ok else []),
+        ("speedup", [(SPEEDUP_LABEL, len(ok))] if ok else []),
+        ("memory reduction", [(MEMORY_LABEL, len(ok))] if ok else []),
         ("peak memory", per_device(lambda d: d["memory"].get("peak_source"))),
+        (
+            f"{MEMORY_PHASE}-phase memory",
+            per_device(
+                lambda d: ((d["memory"].get("phases") or {}).get(MEMORY_PHASE) or {}).get("source", figures.NO_PHASES)
+            ),
+        ),
         ("weight memory", distinct(d["memory"].get("weights_source") for d in ok)),
         ("model size", distinct((d.get("size") or {}).get("method") for d in ok)),
         ("fidelity reference", distinct(_PARENTHETICAL.sub("", (d["fidelity"].get("reference") or "")) for d in ok)),
         ("fidelity inputs", distinct(d["fidelity"].get("inputs") for d in ok)),
+        (
+            "fidelity weights",
+            distinct("trained weights" if figures.trained_weights(d) else figures.UNTRAINED_LABEL for d in ok),
+        ),
         ("threads", thread_settings(ok)),
     ]
     return [(what, vals) for what, vals in rows if vals]

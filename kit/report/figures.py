@@ -171,7 +171,7 @@ def draw_speedup_vs_memory(docs: list[Doc], target: Path) -> Figure:
     xs = [r["memory_reduction_pct"] for r in rows]
     span = max(max(xs) - min(xs), 5.0)
     ax.set_xlim(min(*xs, 0.0) - 0.1 * span, max(*xs, 0.0) + 0.1 * span)
-    ax.set_xlabel("peak memory reduction vs torch-fp32 (%)  →  less memory")
+    ax.set_xlabel("inference-phase memory reduction vs torch-fp32 (%)  →  less memory")
     ax.set_ylabel("speedup vs torch-fp32 (×, p50 ratio, log scale)  →  faster")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)

@@ -41,12 +41,15 @@ class ReportResult:
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     verdicts: SideInput | None = None
     findings: SideInput | None = None
+    details: Path | None = None
+    html: Path | None = None
 
     def line(self) -> str:
         drawn = sum(1 for f in self.figures if f.file)
         return (
             f"report: {self.report} ({self.n_docs} result documents, {drawn} of {len(self.figures)} figures; "
             f"verdicts: {_side_state(self.verdicts)}; findings: {_side_state(self.findings)})"
+            + (f"; every table: {self.details.name}, sortable: {self.html.name}" if self.details and self.html else "")
         )
 
 
@@ -285,7 +288,8 @@ def section_matrix(rows: list[dict[str, Any]]) -> str:
         return "\n".join([*lines, "No cell was measured (see the skipped and failed cells below)."])
     lines += [
         "Latency is per forward pass of one batch; speedup = torch-fp32 p50 / path p50 and *peak mem. "
-        "reduction* = 1 - peak / torch-fp32 peak (negative: more memory than FP32), both on the same device "
+        "reduction* = 1 - inference-phase peak / torch-fp32's (negative: more memory than FP32), both on the "
+        "same device "
         'and batch size ("-" where that baseline was not measured). Fidelity compares each path\'s output '
         "with torch-fp32 on CPU on the same weights and inputs.",
         "",
@@ -385,16 +389,19 @@ def stale_note(raw: Any, results_dir: Path, n_docs: int) -> str | None:
     return None
 
 
+def _validate_not_run(lines: list[str], side: SideInput, figure: Any | None, out_dir: Path) -> str:
+    """The section when there are no verdicts to show: why, and the command that makes them."""
+    problem = side.problem or f"{side.label} not run"
+    lines.append(f"{problem[0].upper()}{problem[1:]}: run `qkit validate` to check the claims against these results.")
+    if figure is not None:
+        lines += ["", figure_block(figure, out_dir)]
+    return "\n".join(lines)
+
+
 def section_verdicts(side: SideInput, figure: Any | None, out_dir: Path, results_dir: Path, n_docs: int) -> str:
     lines = ["## Published beside measured (validate)", ""]
     if side.items is None:
-        problem = side.problem or f"{side.label} not run"
-        lines.append(
-            f"{problem[0].upper()}{problem[1:]}: run `qkit validate` to check the claims against these results."
-        )
-        if figure is not None:
-            lines += ["", figure_block(figure, out_dir)]
-        return "\n".join(lines)
+        return _validate_not_run(lines, side, figure, out_dir)
     file = side.file or Path(f"{side.label}.json")  # items are only set with the file they came from
     lines.append(
         f"From [`{file.name}`]({_rel(file, out_dir)})"
@@ -637,32 +644,260 @@ def section_method(docs: list[Doc]) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------- the page
+# ---------------------------------------------------------------- the one-page report
+
+DETAILS = "details.md"
+HTML = "report.html"
+PASS_ROWS = 150
+
+
+def _pivot(rows: list[dict[str, Any]], value: Any, paths: list[str]) -> str:
+    """Models (rows) by paths (columns), as the study lays out its tables."""
+    models = data.ordered((r["model"] for r in rows), data.model_rank)
+    by = {(r["model"], r["path"]): r for r in rows}
+    body = []
+    for m in models:
+        cells = []
+        for p in paths:
+            r = by.get((m, p))
+            cells.append("" if r is None else value(r))
+        body.append([m, *cells])
+    return table(["model", *paths], body, ["l", *["r"] * len(paths)])
+
+
+def _inference_memory(r: dict[str, Any]) -> str:
+    """The inference phase where the document has it; older documents only their whole-cell peak, marked."""
+    if r.get("inference_mb") is not None:
+        return num(r["inference_mb"])
+    return f"{num(r['peak_mb'])} (whole cell†)"
+
+
+def section_study_matrix(rows: list[dict[str, Any]]) -> str:
+    """The measured matrix in the study's layout: one table per quantity and device, models by paths."""
+    lines = ["## Measured matrix", ""]
+    if not rows:
+        return "\n".join([*lines, "No cell was measured (see the skipped and failed cells below)."])
+    lines += [
+        "Batch size 1 unless marked; p50 latency per forward pass (⚠: the cell warns about its own noise), "
+        "speedup = torch-fp32 p50 / path p50 and memory during inference (warm-up and timed loop), both on "
+        "the same device; † marks a document older than memory phases, whose only figure is the peak over "
+        "the whole cell (model build and quantization included). Every cell with its "
+        f"95% CI, p99, CV, throughput, sizes and fidelity: [{DETAILS}]({DETAILS}#every-measured-cell).",
+        "",
+    ]
+    for dev in data.ordered((r["device"] for r in rows), data.device_rank):
+        for bs in sorted({r["batch_size"] for r in rows if r["device"] == dev}):
+            sub = [r for r in rows if r["device"] == dev and r["batch_size"] == bs]
+            paths = data.ordered((r["path"] for r in sub), data.path_rank)
+            tag = f"{dev}" + (f", batch {bs}" if bs != 1 else "")
+            lines += [
+                f"### {tag}: p50 latency (ms)",
+                "",
+                _pivot(sub, lambda r: num(r["p50_ms"]) + (" ⚠" if r["noise_warnings"] else ""), paths),
+                "",
+                f"### {tag}: speedup over torch-fp32",
+                "",
+                _pivot(sub, lambda r: ratio(r["speedup"]), paths),
+                "",
+                f"### {tag}: inference-phase peak memory (MiB above the process baseline)",
+                "",
+                _pivot(sub, _inference_memory, paths),
+                "",
+            ]
+    return "\n".join(lines).rstrip()
+
+
+def _verdict_dicts(side: SideInput) -> list[dict[str, Any]]:
+    """The verdicts as validate's screen reads them (``claim_id``, ``verdict``, ...)."""
+    out = []
+    for v in side.items or []:
+        row = data.verdict_row(v)
+        out.append({**v, "claim_id": row["claim"], "verdict": row["verdict"], "comparability": row["comparability"]})
+    return out
+
+
+def section_claims(side: SideInput, figure: Any | None, out_dir: Path, results_dir: Path, n_docs: int) -> str:
+    """Which claims hold here, which fail and why, and what it would take to judge the rest."""
+    from kit.claims.validate import screen
+
+    lines = ["## Claims: what holds here", ""]
+    if side.items is None:
+        return _validate_not_run(lines, side, figure, out_dir)
+    file = side.file or Path(f"{side.label}.json")
+    lines.append(
+        f"From [`{file.name}`]({_rel(file, out_dir)})"
+        + _verdicts_provenance(side.raw)
+        + f"; every verdict with its numbers and reason: [{DETAILS}]({DETAILS}#every-verdict)."
+    )
+    stale = stale_note(side.raw, results_dir, n_docs)
+    if stale:
+        lines.append(f"**Note:** {stale}")
+    if side.problem:
+        lines.append(f"Note: the file {side.problem}; what could be read is shown.")
+    verdicts = _verdict_dicts(side)
+    counts = Counter((str(v.get("comparability")), str(v["verdict"])) for v in verdicts)
+    present = [n for n in data.VERDICT_ORDER if any(v["verdict"] == n for v in verdicts)]
+    present += sorted({str(v["verdict"]) for v in verdicts} - set(present))
+    classes = [c for c in ("portable", "relative", "hardware-bound") if any(k[0] == c for k in counts)]
+    classes += sorted({k[0] for k in counts} - set(classes))
+    body = [
+        [c, *[counts.get((c, n), 0) for n in present], sum(counts.get((c, n), 0) for n in present)] for c in classes
+    ]
+    body.append(["all", *[sum(counts.get((c, n), 0) for c in classes) for n in present], len(verdicts)])
+    lines += ["", table(["class", *present, "all"], body, ["l", *["r"] * (len(present) + 1)]), ""]
+    groups = dict(data.group_verdicts(side.items))
+    for name in OPEN_VERDICTS:
+        rows = groups.get(name)
+        if rows:
+            lines += [f"### {name} ({len(rows)})", "", verdict_group_table(name, rows), ""]
+    if not any(groups.get(n) for n in OPEN_VERDICTS):
+        lines += ["No claim failed or was inconclusive.", ""]
+    passed = groups.get("pass") or []
+    if passed:
+        shown = passed[:PASS_ROWS]
+        pass_table = verdict_group_table("pass", shown)
+        lines += [
+            f"### pass ({len(passed)})",
+            "",
+            collapsible(pass_table, f"{len(passed)} claims hold here", False),
+            "",
+        ]
+        if len(shown) < len(passed):
+            lines += [f"The other {len(passed) - len(shown)}: [{DETAILS}]({DETAILS}#every-verdict).", ""]
+    blockers = screen.blockers(verdicts)
+    if blockers:
+        n = sum(len(b.claims) for b in blockers)
+        lines += [f"### Not judged here ({n})", "", "Grouped by what would let them be judged:", ""]
+        lines += [f"- {cell_text(b.line())}" for b in blockers]
+        lines.append("")
+    machines = data.machines_named(side.raw, side.items or [])
+    if len(machines) > 1 and data.machine_matrix(side.items or [], machines)["rows"]:
+        lines += [section_machine_matrix(side), ""]
+    if figure is not None:
+        lines += [figure_block(figure, out_dir), ""]
+    return "\n".join(lines).rstrip()
+
+
+def section_audit(side: SideInput, out_dir: Path) -> str:
+    """The audit's errors, one line per rule; the warnings and notes counted."""
+    from kit.claims.audit import screen
+
+    lines = ["## Audit: what the claims say of themselves", ""]
+    if side.items is None:
+        problem = side.problem or f"{side.label} not run"
+        lines.append(
+            f"{problem[0].upper()}{problem[1:]}: run `qkit audit` to check the claims for internal consistency."
+        )
+        return "\n".join(lines)
+    file = side.file or Path(f"{side.label}.json")
+    lines.append(
+        f"From [`{file.name}`]({_rel(file, out_dir)}), without any measurement; every finding with its evidence "
+        f"and claims: [{DETAILS}]({DETAILS}#every-finding)."
+    )
+    if side.problem:
+        lines.append(f"Note: the file {side.problem}; what could be read is shown.")
+    rows = [data.finding_row(f) for f in side.items]
+    causes = screen.causes([{**r, "kind": r["raw"].get("kind")} for r in rows])
+    if not causes:
+        return "\n".join([*lines, "", "No findings."])
+    errors = [c for c in causes if c.severity in ("error", "critical")]
+    rest = Counter(c.severity for c in causes if c not in errors for _ in c.messages)
+    if errors:
+        n = sum(len(c.messages) for c in errors)
+        lines += ["", f"{n} error-level findings from {len(errors)} rules:", ""]
+        lines.append(
+            table(
+                ["rule", "findings", "the first of them"],
+                [[f"`{c.rule}`", len(c.messages), c.messages[0]] for c in errors],
+                ["l", "r", "l"],
+            )
+        )
+    if rest:
+        lines += [
+            "",
+            "Also "
+            + ", ".join(f"{n} {sev}" for sev, n in rest.items())
+            + f" findings ([{DETAILS}]({DETAILS}#every-finding)).",
+        ]
+    return "\n".join(lines)
+
+
+def section_not_ok_short(docs: list[Doc], corrupt: list[tuple[str, str]]) -> str:
+    rows = data.not_ok_rows(docs)
+    lines = ["## Skipped and failed cells", ""]
+    if not rows:
+        lines.append("None: every cell in the results was measured.")
+    else:
+        groups = data.group_not_ok(rows)
+        lines += [f"{len(rows)} cells were not measured ([every one]({DETAILS}#skipped-and-failed-cells)):", ""]
+        lines.append(
+            table(
+                ["status", "reason", "cells"],
+                [[g["status"], g["reason"], len(g["cells"])] for g in groups],
+                ["l", "l", "r"],
+            )
+        )
+    if corrupt:
+        lines += [
+            "",
+            f"**{len(corrupt)} corrupt result file(s)** were ignored (rerun `qkit reproduce` to redo them):",
+            "",
+        ]
+        lines.append(table(["file", "problem"], [[f"`{f}`", why] for f, why in corrupt]))
+    return "\n".join(lines)
+
+
+def _head(results_dir: Path, loaded: Any, title: str) -> str:
+    from kit import __version__
+
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            f"# {title}: `{results_dir}`",
+            "",
+            f"Generated {now} by qkit {__version__} from {len(loaded.docs)} result documents. "
+            "Every number below was measured in these runs; nothing is copied from the study except the "
+            "published values the claims quote.",
+        ]
+    )
 
 
 def render(
     results_dir: Path, out_dir: Path, loaded: Any, verdicts: SideInput, findings: SideInput, figures: list[Any]
 ) -> str:
+    """report.md: one page (under 400 lines) a reviewer reads; the full tables are in details.md."""
     rows = data.measured_rows(loaded.docs)
     by_name = {f.name: f for f in figures}
-    from kit import __version__
-
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    head = [
-        f"# qkit report: `{results_dir}`",
-        "",
-        f"Generated {now} by qkit {__version__} from {len(loaded.docs)} result documents. "
-        "Every number below was measured in these runs; nothing is copied from the study except the "
-        "published values the claims quote.",
-    ]
+    links = (
+        f"The same content with sortable, filterable tables: [{HTML}]({HTML}). Every cell, verdict and finding: "
+        f"[{DETAILS}]({DETAILS})."
+    )
     parts = [
-        "\n".join(head),
+        _head(results_dir, loaded, "qkit report") + "\n\n" + links,
         section_glance(loaded, rows, verdicts, findings, figures),
+        section_claims(verdicts, by_name.get("published_vs_measured"), out_dir, results_dir, len(loaded.docs)),
+        section_audit(findings, out_dir),
         section_environment(loaded.docs),
-        section_matrix(rows),
+        section_study_matrix(rows),
         section_figures(figures, out_dir, skip=("published_vs_measured",)),
-        section_verdicts(verdicts, by_name.get("published_vs_measured"), out_dir, results_dir, len(loaded.docs)),
-        section_findings(findings, out_dir),
+        section_not_ok_short(loaded.docs, loaded.corrupt),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def render_details(results_dir: Path, out_dir: Path, loaded: Any, verdicts: SideInput, findings: SideInput) -> str:
+    """details.md: every measured cell, every verdict, every finding, every skipped cell, the method."""
+    rows = data.measured_rows(loaded.docs)
+    matrix = section_matrix(rows).replace("## Measured matrix", "## Every measured cell", 1)
+    verdict_part = section_verdicts(verdicts, None, out_dir, results_dir, len(loaded.docs)).replace(
+        "## Published beside measured (validate)", "## Every verdict", 1
+    )
+    finding_part = section_findings(findings, out_dir).replace("## Audit findings", "## Every finding", 1)
+    parts = [
+        _head(results_dir, loaded, "qkit report, every table") + "\n\nThe one-page summary: [report.md](report.md).",
+        matrix,
+        verdict_part,
+        finding_part,
         section_not_ok(loaded.docs, loaded.corrupt),
         section_method(loaded.docs),
     ]
@@ -697,8 +932,14 @@ def build_report(
         "findings",
         data.finding_list,
     )
+    from kit.report.html import render_html
+
     figures = draw_all(loaded.docs, verdicts.items, out_dir)
-    text = render(results_dir, out_dir, loaded, verdicts, findings, figures)
     target = out_dir / "report.md"
-    atomic_write_text(target, text)
-    return ReportResult(target, figures, len(loaded.docs), loaded.corrupt, verdicts, findings)
+    atomic_write_text(out_dir / DETAILS, render_details(results_dir, out_dir, loaded, verdicts, findings))
+    page = render(results_dir, out_dir, loaded, verdicts, findings, figures)
+    atomic_write_text(out_dir / HTML, render_html(page, results_dir, loaded, verdicts, findings, figures))
+    atomic_write_text(target, page)
+    return ReportResult(
+        target, figures, len(loaded.docs), loaded.corrupt, verdicts, findings, out_dir / DETAILS, out_dir / HTML
+    )
