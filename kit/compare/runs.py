@@ -13,7 +13,9 @@ change``. Where a document has no samples, the ratio's CI is bounded from the tw
 Caveat: the samples of one cell come from one process, so the CI covers iteration-to-iteration
 noise, not run-to-run (boot, thermal, placement) noise; ``min_change`` is the guard for that.
 
-Memory. One peak per cell (no samples): ``higher`` / ``lower`` only beyond ``memory_change``.
+Memory. The inference-phase peak where both documents have memory phases (`kit.results.figures`),
+else the whole-cell peak of both, named so (one value per cell, no samples): ``higher`` / ``lower``
+only beyond ``memory_change``.
 Fidelity. Deterministic for a seed: a cosine moving by more than ``FIDELITY_EPS`` or a top-1
 agreement that differs is ``changed``.
 """
@@ -49,6 +51,7 @@ class CellChange:
     method: str = "bootstrap of the samples"
     memory_ratio: float | None = None
     memory_verdict: str = SAME
+    memory_phase: str = "inference"
     cosine_delta: float | None = None
     fidelity_verdict: str = SAME
     note: str = ""
@@ -74,6 +77,7 @@ class CellChange:
             "method": self.method,
             "memory_ratio": self.memory_ratio,
             "memory_verdict": self.memory_verdict,
+            "memory_phase": self.memory_phase,
             "cosine_delta": self.cosine_delta,
             "fidelity_verdict": self.fidelity_verdict,
             "note": self.note,
@@ -178,7 +182,7 @@ def compare_docs(
             out.cells.append(CellChange(key, verdict, note=f"status {da.get('status')} in A, {db.get('status')} in B"))
             continue
         change = latency_change(da, db, min_change)
-        pa, pb = da["memory"]["peak_mb"], db["memory"]["peak_mb"]
+        pa, pb, change.memory_phase = _memory_pair(da, db)
         if pa and pb:
             change.memory_ratio = pb / pa
             if abs(change.memory_ratio - 1) > memory_change:
@@ -212,7 +216,7 @@ def cell_line(c: CellChange) -> str:
         return f"{c.verdict:<22} {c.name}  {c.note}"
     extra = []
     if c.memory_verdict != SAME:
-        extra.append(f"peak memory {c.memory_verdict} ({_pct(c.memory_ratio)})")
+        extra.append(f"{c.memory_phase} memory {c.memory_verdict} ({_pct(c.memory_ratio)})")
     if c.fidelity_verdict != SAME:
         extra.append(f"fidelity changed (cosine {c.cosine_delta:+.2e})")
     if c.method != "bootstrap of the samples":
@@ -254,7 +258,7 @@ def text_lines(cmp: Comparison, show_all: bool = False, limit: int = 40) -> list
 
 
 def markdown(cmp: Comparison) -> str:
-    head = "| cell | verdict | A p50 ms | B p50 ms | B/A [95% CI] | peak memory B/A | cosine Δ |"
+    head = "| cell | verdict | A p50 ms | B p50 ms | B/A [95% CI] | memory B/A (phase) | cosine Δ |"
     rows = [head, "|---|---|---:|---:|---:|---:|---:|"]
     for c in cmp.cells:
         ci = f" [{c.ci95[0]:.3f}, {c.ci95[1]:.3f}]" if c.ci95 else ""
@@ -262,7 +266,7 @@ def markdown(cmp: Comparison) -> str:
             f"| {c.name} | {c.verdict} | {'-' if c.p50_a is None else f'{c.p50_a:.4g}'} | "
             f"{'-' if c.p50_b is None else f'{c.p50_b:.4g}'} | "
             f"{'-' if c.ratio is None else f'{c.ratio:.3f}'}{ci} | "
-            f"{'-' if c.memory_ratio is None else f'{c.memory_ratio:.3f}'} | "
+            f"{'-' if c.memory_ratio is None else f'{c.memory_ratio:.3f} ({c.memory_phase})'} | "
             f"{'-' if c.cosine_delta is None else f'{c.cosine_delta:+.1e}'} |"
         )
     intro = "\n".join(f"- {line.strip()}" for line in text_lines(cmp, limit=0)[:3])
@@ -305,3 +309,13 @@ def draw(cmp: Comparison, target: Path) -> Path | None:
     plt.close(fig)
     atomic_write_bytes(target, png.getvalue())
     return target
+
+
+def _memory_pair(da: Doc, db: Doc) -> tuple[float | None, float | None, str]:
+    """Both cells' memory in the same phase: inference where both have it, else the whole cell."""
+    from kit.results import figures
+
+    ia, ib = figures.memory_mb(da, "inference"), figures.memory_mb(db, "inference")
+    if ia is not None and ib is not None:
+        return ia, ib, "inference"
+    return da["memory"].get("peak_mb"), db["memory"].get("peak_mb"), "whole-cell peak"
