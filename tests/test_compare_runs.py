@@ -110,3 +110,25 @@ def test_cli_fail_on_slowdown_and_outputs(docs: list[dict[str, Any]], tmp_path: 
     assert {c["verdict"] for c in data["cells"] if c["device"] == "cpu"} == {SLOWER}
     assert {c["verdict"] for c in data["cells"] if c["device"] == "cuda"} == {"measured in neither"}  # skipped
     assert runner.invoke(main, ["compare", str(tmp_path / "a"), str(tmp_path / "nope")]).exit_code == 2
+
+
+def _with_inference_memory(docs: list[dict[str, Any]], mb: float) -> list[dict[str, Any]]:
+    out = copy.deepcopy(docs)
+    for d in out:
+        d["memory"]["phases"] = {
+            "inference": {"peak_mb": mb + 100.0, "net_mb": mb, "source": "VmHWM reset after prepare (test)"},
+            "baseline_mb": 100.0,
+        }
+    return out
+
+
+def test_memory_is_compared_in_the_inference_phase_when_both_sides_have_it(docs: list[dict[str, Any]]) -> None:
+    old = compare_docs(docs, docs)  # documents older than memory phases: the whole-cell peak, named so
+    assert {c.memory_phase for c in old.cells} == {"whole-cell peak"}
+    a, b = _with_inference_memory(docs, 200.0), _with_inference_memory(docs, 300.0)
+    cmp = compare_docs(a, b)
+    assert {c.memory_phase for c in cmp.cells} == {"inference"}
+    assert all(c.memory_ratio is not None and c.memory_verdict == "higher" for c in cmp.cells)
+    # One side without phases: both fall back to the whole cell, never two phases in one ratio.
+    mixed = compare_docs(docs, b)
+    assert {c.memory_phase for c in mixed.cells} == {"whole-cell peak"}
