@@ -389,11 +389,19 @@ def stale_note(raw: Any, results_dir: Path, n_docs: int) -> str | None:
     return None
 
 
-def _validate_not_run(lines: list[str], side: SideInput, figure: Any | None, out_dir: Path) -> str:
-    """The section when there are no verdicts to show: why, and the command that makes them."""
+_MAKES = {
+    "validate": "run `qkit validate` to check the claims against these results.",
+    "audit": "run `qkit audit` to check the claims for internal consistency.",
+}
+
+
+def _not_run(
+    lines: list[str], side: SideInput, command: str, figure: Any | None = None, out_dir: Path | None = None
+) -> str:
+    """A section whose side input is missing: why, and the command (validate or audit) that makes it."""
     problem = side.problem or f"{side.label} not run"
-    lines.append(f"{problem[0].upper()}{problem[1:]}: run `qkit validate` to check the claims against these results.")
-    if figure is not None:
+    lines.append(f"{problem[0].upper()}{problem[1:]}: {_MAKES[command]}")
+    if figure is not None and out_dir is not None:
         lines += ["", figure_block(figure, out_dir)]
     return "\n".join(lines)
 
@@ -401,7 +409,7 @@ def _validate_not_run(lines: list[str], side: SideInput, figure: Any | None, out
 def section_verdicts(side: SideInput, figure: Any | None, out_dir: Path, results_dir: Path, n_docs: int) -> str:
     lines = ["## Published beside measured (validate)", ""]
     if side.items is None:
-        return _validate_not_run(lines, side, figure, out_dir)
+        return _not_run(lines, side, "validate", figure, out_dir)
     file = side.file or Path(f"{side.label}.json")  # items are only set with the file they came from
     lines.append(
         f"From [`{file.name}`]({_rel(file, out_dir)})"
@@ -548,11 +556,7 @@ def verdict_crosstab(groups: list[tuple[str, list[dict[str, Any]]]]) -> str:
 def section_findings(side: SideInput, out_dir: Path) -> str:
     lines = ["## Audit findings", ""]
     if side.items is None:
-        problem = side.problem or f"{side.label} not run"
-        lines.append(
-            f"{problem[0].upper()}{problem[1:]}: run `qkit audit` to check the claims for internal consistency."
-        )
-        return "\n".join(lines)
+        return _not_run(lines, side, "audit")
     file = side.file or Path(f"{side.label}.json")  # items are only set with the file they came from
     lines.append(
         f"From [`{file.name}`]({_rel(file, out_dir)}): what the claims say of themselves, without any measurement."
@@ -722,7 +726,7 @@ def section_claims(side: SideInput, figure: Any | None, out_dir: Path, results_d
 
     lines = ["## Claims: what holds here", ""]
     if side.items is None:
-        return _validate_not_run(lines, side, figure, out_dir)
+        return _not_run(lines, side, "validate", figure, out_dir)
     file = side.file or Path(f"{side.label}.json")
     lines.append(
         f"From [`{file.name}`]({_rel(file, out_dir)})"
@@ -784,11 +788,7 @@ def section_audit(side: SideInput, out_dir: Path) -> str:
 
     lines = ["## Audit: what the claims say of themselves", ""]
     if side.items is None:
-        problem = side.problem or f"{side.label} not run"
-        lines.append(
-            f"{problem[0].upper()}{problem[1:]}: run `qkit audit` to check the claims for internal consistency."
-        )
-        return "\n".join(lines)
+        return _not_run(lines, side, "audit")
     file = side.file or Path(f"{side.label}.json")
     lines.append(
         f"From [`{file.name}`]({_rel(file, out_dir)}), without any measurement; every finding with its evidence "

@@ -82,7 +82,12 @@ def throughput_sps(doc: Doc | None, statistic: str = REPORT_STATISTIC) -> float 
     lat = latency_ms(doc, statistic)
     if lat is None or doc is None:
         return None
-    return int(doc["cell"]["batch_size"]) / (lat / 1000.0)
+    return samples_per_s(int(doc["cell"]["batch_size"]), lat)
+
+
+def samples_per_s(batch_size: int, latency: float) -> float:
+    """Samples per second of a batch taking ``latency`` ms: the one throughput formula (0 for no time)."""
+    return batch_size / (latency / 1000.0) if latency > 0 else 0.0
 
 
 def speedup_label(statistic: str = REPORT_STATISTIC) -> str:

@@ -7,7 +7,7 @@ over the final name, so a killed write never leaves a partial document behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,13 @@ def read_result(file: Path) -> dict[str, Any]:
     return doc
 
 
-@dataclass
-class LoadedResults:
-    docs: list[dict[str, Any]] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    corrupt: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+class LoadedResults(documents.Loaded):
+    """The result documents of a folder (`documents.Loaded`); ``corrupt`` names its refused files as the
+    runner, merge and validate report them."""
+
+    @property
+    def corrupt(self) -> list[tuple[str, str]]:  # (file, reason)
+        return self.rejected
 
 
 def result_files(root: Path) -> list[Path]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from kit.documents import atomic_write_bytes
 from kit.errors import one_line  # also imported from here by kit.run.ray_executor
+from kit.results import figures
 from kit.results.store import Cell
 
 INPUT_SEED = 1234  # seeded inputs: the same images for every path of a model
@@ -217,7 +218,6 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
     from kit.measure.memory import MemoryTracker
     from kit.models.build import build_model, example_inputs, weights_fingerprint
     from kit.paths.base import PrepareContext
-    from kit.results.figures import wilson_interval
     from kit.run.profiles import get_profile
 
     profile = get_profile(opts.profile)
@@ -279,7 +279,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         }
     )
     if fidelity.get("top1_agree_count") is not None:
-        fidelity["top1_agreement_ci95"] = list(wilson_interval(fidelity.pop("top1_agree_count"), fidelity["n"]))
+        fidelity["top1_agreement_ci95"] = list(figures.wilson_interval(fidelity.pop("top1_agree_count"), fidelity["n"]))
         fidelity["top1_agreement_ci_method"] = "Wilson score interval, 95%"
     p50 = latency.stats["p50"]
     math = math_settings()
@@ -316,7 +316,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             "compute": compute,
             "latency": latency.to_dict(),
             "throughput": {
-                "samples_per_s": cell.batch_size / (p50 / 1000.0) if p50 > 0 else 0.0,
+                "samples_per_s": figures.samples_per_s(cell.batch_size, p50),
                 "method": "batch_size / median latency",
             },
             "memory": mem,
@@ -370,7 +370,7 @@ def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile
                 "status": "ok",
                 "reason": None,
                 "p50_ms": p50,
-                "samples_per_s": bs / (p50 / 1000.0) if p50 > 0 else 0.0,
+                "samples_per_s": figures.samples_per_s(bs, p50),
             }
         )
     return points

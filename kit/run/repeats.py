@@ -18,6 +18,7 @@ import copy
 from typing import Any
 
 from kit.measure.latency import across_processes, mean_across_processes, summarize
+from kit.results import figures
 
 
 def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
         )
     batch = int(merged["cell"]["batch_size"])
     merged["throughput"] = {
-        "samples_per_s": batch / (across["p50"] / 1000.0) if across["p50"] > 0 else 0.0,
+        "samples_per_s": figures.samples_per_s(batch, across["p50"]),
         "method": "batch_size / median latency (median of the process medians)",
     }
     merged["started_utc"] = min(str(d.get("started_utc")) for d in ok)

@@ -234,9 +234,7 @@ PAIRS: dict[str, Pair] = {
         lambda b, p: 100 * (p / b - 1),
         f"100·(path throughput / fp32 throughput - 1), {figures.throughput_label('median')}, one machine",
     ),
-    "size_reduction_pct": Pair(
-        "model_size_mb", lambda b, p: 100 * (1 - p / b), "100·(1 - path serialized size / fp32 serialized size)"
-    ),
+    "size_reduction_pct": Pair("model_size_mb", _reduction, "100·(1 - path serialized size / fp32 serialized size)"),
     "top1_accuracy_delta_pp": Pair("top1_accuracy_pct", lambda b, p: p - b, "path top-1 - fp32 top-1 (pp)", True),
     "top5_accuracy_delta_pp": Pair("top5_accuracy_pct", lambda b, p: p - b, "path top-5 - fp32 top-5 (pp)", True),
     "top1_accuracy_drop_pp": Pair("top1_accuracy_pct", lambda b, p: b - p, "fp32 top-1 - path top-1 (pp)", True),
