@@ -245,3 +245,17 @@ def test_unschedulable_cells_are_skipped_with_the_reason(executor: Any, tmp_path
     assert doc["status"] == "skipped" and "gpu:H100=1" in doc["reason"]
     doc = executor.call(measure_cell, cell, opts, timeout_s=60)  # one at a time: the same, no wait
     assert doc["status"] == "skipped" and "gpu:H100=1" in doc["reason"]
+
+
+@needs_ray
+def test_repeats_run_as_more_ray_tasks_and_come_back_merged(executor: Any, out: Path) -> None:
+    cells = [Cell("tiny-vit", "torch-fp32", "cpu", 1), Cell("tiny-deit", "torch-fp32", "cpu", 1)]
+    opts = RunOptions(out_dir=str(out), profile="quick", command="pytest", repeats=2)
+    docs = _drive(executor, cells, opts)
+    assert set(docs) == set(cells)
+    for doc in docs.values():
+        assert doc["status"] == "ok", doc["reason"]
+        lat = doc["latency"]
+        assert lat["repeats"]["processes"] == 2 and "fresh processes" in lat["ci_method"]
+        assert lat["processes_policy"] == "--repeats 2"
+        assert doc["fidelity"]["cosine"] > 0.9  # from the first process, which measured everything

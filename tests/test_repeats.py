@@ -98,3 +98,41 @@ def test_reproduce_with_repeats_writes_one_merged_document(tmp_path: Path) -> No
     (doc,) = load_results(tmp_path).docs
     assert doc["latency"]["repeats"]["processes"] == 2
     assert "fresh processes" in doc["latency"]["ci_method"]
+    assert doc["latency"]["processes_policy"] == "--repeats 2"
+    assert doc["fidelity"]["cosine"] > 0.9  # from the first process: the repeat only timed
+
+
+def test_processes_for_follows_the_profile_budget_and_says_why() -> None:
+    from kit.run.profiles import get_profile
+    from kit.run.repeats import processes_for
+
+    full = get_profile("full")
+    assert full.repeats == 3 and full.repeat_max_median_ms is not None
+    fast, slow = _doc(_process(20.0)), _doc(_process(2 * full.repeat_max_median_ms))
+    assert processes_for(fast, None, full) == (3, full.repeats_policy())
+    n, why = processes_for(slow, None, full)
+    assert n == 1 and "above that" in why and "within one process only" in why
+    assert processes_for(slow, 4, full) == (4, "--repeats 4")  # the user's number wins
+    n, why = processes_for(_doc([], "failed"), 4, full)
+    assert n == 1 and "failed" in why
+    assert processes_for(fast, None, get_profile("quick"))[0] == 1
+
+
+def test_a_repeat_process_only_times_the_cell(tmp_path: Path) -> None:
+    from kit.results.store import Cell
+    from kit.run.cell import measure_cell, reference_output, time_cell
+
+    opts = RunOptions(out_dir=str(tmp_path), profile="full", command="pytest")
+    cell = Cell("tiny-vit", "torch-fp32", "cpu", 1)
+    reference_output(cell.model, opts)
+    full, timed = measure_cell(cell, opts), time_cell(cell, opts)
+    assert full["status"] == timed["status"] == "ok"
+    assert full["fidelity"] is not None and timed["fidelity"] is None
+    # Same warm-up; the repeat's timed part is the profile's shorter one.
+    from kit.run.profiles import get_profile
+
+    profile = get_profile("full")
+    assert profile.timing_only_latency.warmup_s == profile.latency.warmup_s
+    assert profile.timing_only_latency.warmup_iterations == profile.latency.warmup_iterations
+    assert timed["latency"]["warmup_s"] >= profile.latency.warmup_s
+    assert timed["latency"]["min_iterations"] < full["latency"]["min_iterations"]

@@ -167,8 +167,12 @@ def failed_document(cell: Cell, opts: RunOptions, reason: str, started: str | No
 REASON_LIMIT = 500
 
 
-def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
-    """Measure ``cell``; never raises for a path problem: returns a skipped/failed document."""
+def measure_cell(cell: Cell, opts: RunOptions, *, timing_only: bool = False) -> dict[str, Any]:
+    """Measure ``cell``; never raises for a path problem: returns a skipped/failed document.
+
+    ``timing_only``: a repeat process (`kit.run.repeats`): build, prepare, the same warm-up, then
+    the profile's ``timing_only_latency``; no fidelity batch, no batch sweep (its document is only
+    ever merged into the first process's, which has them)."""
     from kit.paths.base import PathFailed, PathUnavailable, get_path
 
     started = utc_now()
@@ -178,7 +182,7 @@ def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
     if not ok:
         return skipped_document(cell, opts, why)
     try:
-        doc = _measure_available_cell(cell, opts, path)
+        doc = _measure_available_cell(cell, opts, path, timing_only)
     except PathUnavailable as exc:
         doc = skipped_document(cell, opts, str(exc))
     except PathFailed as exc:
@@ -193,6 +197,11 @@ def measure_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
     doc["finished_utc"] = utc_now()
     doc["duration_s"] = round(time.perf_counter() - t0, 3)
     return doc
+
+
+def time_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
+    """``measure_cell(..., timing_only=True)``: what processes 2..N of a cell run (picklable)."""
+    return measure_cell(cell, opts, timing_only=True)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -210,10 +219,9 @@ def _gpu_clocks_after_timing(device: str) -> dict[str, Any] | None:
     return gpu_clocks_now(torch.cuda.current_device())
 
 
-def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str, Any]:
+def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only: bool = False) -> dict[str, Any]:
     from kit.measure.compute import compute_section
     from kit.measure.environment import math_settings
-    from kit.measure.fidelity import compare_outputs
     from kit.measure.latency import LatencyTracker
     from kit.measure.memory import MemoryTracker
     from kit.models.build import build_model, example_inputs, weights_fingerprint
@@ -223,7 +231,8 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
     profile = get_profile(opts.profile)
     spec = _spec_of(cell.model, opts)
     fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
-    reference = load_reference(cell.model, opts, spec, fingerprint)
+    reference = None if timing_only else load_reference(cell.model, opts, spec, fingerprint)
+    latency_config = profile.timing_only_latency if timing_only else profile.latency
     model_info: dict[str, Any] = {}
 
     def build_float_model() -> Any:
@@ -232,7 +241,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         return model
 
     pixels = example_inputs(spec, cell.batch_size, seed=INPUT_SEED)
-    fid_pixels = fidelity_inputs(spec, reference.shape[0])
+    fid_pixels = None if reference is None else fidelity_inputs(spec, reference.shape[0])
     doc = base_document(cell, opts, "ok", None)
     with tempfile.TemporaryDirectory(prefix="qkit-cell-") as work_dir:
         ctx = PrepareContext(
@@ -252,35 +261,26 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
             memory.device_allocator = prepared.device_allocator
             memory.mark_prepared()
             try:
-                candidate = prepared.run(fid_pixels)
+                candidate = None if fid_pixels is None else prepared.run(fid_pixels)
                 timed_call = prepared.make_timed_call(pixels)
                 timer_device = "cpu" if prepared.host_synchronous else cell.device
                 gc.collect()
                 # The inference phase: from the first warm-up to the end of the timed loop (the
                 # fidelity batch above is not part of it).
                 memory.start_inference()
-                with LatencyTracker(profile.latency, device=timer_device, seed=opts.seed) as tracker:
+                with LatencyTracker(latency_config, device=timer_device, seed=opts.seed) as tracker:
                     latency = tracker.run(timed_call)
                 memory.end_inference()
                 clocks = _gpu_clocks_after_timing(cell.device)
                 del timed_call
             finally:
-                sweep = _batch_sweep(prepared, spec, cell, opts, profile) if opts.batch_sweep else None
+                sweep = (
+                    _batch_sweep(prepared, spec, cell, opts, profile) if opts.batch_sweep and not timing_only else None
+                )
                 prepared.close()
-    fidelity = compare_outputs(reference, candidate, classifier=spec.head == "classifier")
-    fidelity.update(
-        {
-            "reference": f"torch-fp32 on cpu, same weights ({fingerprint})",
-            "inputs": f"{reference.shape[0]} seeded synthetic images (seed {INPUT_SEED + 1}), model normalisation",
-            "output": "logits" if spec.head == "classifier" else "pooled / CLS features",
-            "weights": opts.weights,
-            "trained_weights": opts.weights != "random",
-            "meaning": fidelity_meaning(opts.weights),
-        }
+    fidelity = (
+        None if reference is None or candidate is None else _fidelity(reference, candidate, spec, opts, fingerprint)
     )
-    if fidelity.get("top1_agree_count") is not None:
-        fidelity["top1_agreement_ci95"] = list(figures.wilson_interval(fidelity.pop("top1_agree_count"), fidelity["n"]))
-        fidelity["top1_agreement_ci_method"] = "Wilson score interval, 95%"
     p50 = latency.stats["p50"]
     math = math_settings()
     if clocks is not None:
@@ -337,6 +337,28 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any) -> dict[str
         doc["status"] = "failed"
         doc["reason"] = f"path {cell.path} reported no serialized size"
     return doc
+
+
+def _fidelity(
+    reference: np.ndarray, candidate: np.ndarray, spec: Any, opts: RunOptions, fingerprint: str
+) -> dict[str, Any]:
+    from kit.measure.fidelity import compare_outputs
+
+    fidelity = compare_outputs(reference, candidate, classifier=spec.head == "classifier")
+    fidelity.update(
+        {
+            "reference": f"torch-fp32 on cpu, same weights ({fingerprint})",
+            "inputs": f"{reference.shape[0]} seeded synthetic images (seed {INPUT_SEED + 1}), model normalisation",
+            "output": "logits" if spec.head == "classifier" else "pooled / CLS features",
+            "weights": opts.weights,
+            "trained_weights": opts.weights != "random",
+            "meaning": fidelity_meaning(opts.weights),
+        }
+    )
+    if fidelity.get("top1_agree_count") is not None:
+        fidelity["top1_agreement_ci95"] = list(figures.wilson_interval(fidelity.pop("top1_agree_count"), fidelity["n"]))
+        fidelity["top1_agreement_ci_method"] = "Wilson score interval, 95%"
+    return fidelity
 
 
 def _batch_sweep(prepared: Any, spec: Any, cell: Cell, opts: RunOptions, profile: Any) -> list[dict[str, Any]]:

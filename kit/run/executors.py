@@ -3,8 +3,9 @@
 - ``InlineExecutor``: in this process (tests, debugging, ``qkit bench --inline``).
 - ``ProcessExecutor``: each task in a fresh child process with a timeout, so a crash, hang or
   OOM kill is one failed cell and the run goes on. Children come from a ``forkserver`` that has
-  imported torch and transformers once (no per-cell import cost, and no OpenMP pool inherited
-  through fork because the server never runs an op). The parent *blocks* on the child's pipe
+  imported torch, transformers' model modules, ONNX Runtime and the kit once (`preload_modules`:
+  no per-cell import cost, and no OpenMP pool inherited through fork because the server never
+  runs an op). The parent *blocks* on the child's pipe
   (``Connection.poll(timeout)`` is a select, not a spin), so it does not compete for the cores
   while the child measures: optimum-benchmark 0.6.0's process launcher busy-waits in its parent
   and made latencies 1.6-3.4x slower on a 2-core machine.
@@ -21,7 +22,42 @@ from kit.run.child import TaskCrashed, run_in_child
 
 __all__ = ["EXECUTORS", "Executor", "InlineExecutor", "ProcessExecutor", "TaskCrashed", "cpu_count", "make_executor"]
 
-_PRELOAD = ["torch", "transformers", "numpy", "kit.run.cell"]
+_PRELOAD = [
+    "kit.run.forkserver_init",
+    "torch",
+    "transformers",
+    "numpy",
+    "onnxruntime",
+    "kit.run.cell",
+    "kit.run.repeats",
+]
+_PRELOAD += [f"kit.paths.{m}" for m in ("torch_paths", "onnxruntime", "bnb", "bnb_inspect", "bnb_support")]
+_PRELOAD += [f"kit.measure.{m}" for m in ("latency", "memory", "fidelity", "compute", "environment")]
+
+
+def preload_modules() -> list[str]:
+    """What the forkserver imports once, so that no cell pays for it (about 1.5 s a cell for the
+    transformers model modules and 2.5 s for bitsandbytes on the reference 2-core Xeon).
+
+    The model modules are those of the study's architectures (transformers imports them lazily).
+    bitsandbytes only with a CPU-only torch: on a CUDA build its import initialises CUDA, which a
+    forked child cannot inherit. None of these imports starts a thread pool."""
+    mods = list(_PRELOAD)
+    try:
+        import torch
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+        from kit.models.registry import MODELS
+    except ImportError:  # a missing package: its cells say so themselves
+        return mods
+    model_type = {cls: kind for kind, cls in CONFIG_MAPPING_NAMES.items()}
+    kinds = sorted({model_type[s.config_class] for s in MODELS.values() if s.config_class in model_type})
+    mods += [f"transformers.models.{k}.modeling_{k}" for k in kinds]
+    if torch.version.cuda is None:
+        mods.append("bitsandbytes")
+    return mods
+
+
 EXECUTORS: tuple[str, ...] = ("process", "inline", "ray")
 
 
@@ -65,7 +101,7 @@ class ProcessExecutor:
     def __init__(self, start_method: str = "forkserver") -> None:
         if start_method == "forkserver" and "forkserver" in mp.get_all_start_methods():
             self._ctx = mp.get_context("forkserver")
-            self._ctx.set_forkserver_preload(_PRELOAD)
+            self._ctx.set_forkserver_preload(preload_modules())
         else:
             self._ctx = mp.get_context("spawn")
         self.start_method = self._ctx.get_start_method()

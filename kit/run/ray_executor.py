@@ -380,13 +380,22 @@ class RayExecutor:
 
         Each model's FP32 reference runs first, once, and its cells start when it is done (Ray
         task dependencies); every cell gets a document: measured, skipped or failed with its
-        reason. Stopping the iteration (Ctrl-C) cancels what is still queued or running.
+        reason. A cell's further fresh processes (`kit.run.repeats.processes_for`) are submitted
+        when its first process's document is back, and the cell is yielded once all are merged.
+        Stopping the iteration (Ctrl-C) cancels what is still queued or running.
         """
-        from kit.run.cell import failed_document, measure_cell, skipped_document
+        from kit.run.cell import failed_document, measure_cell, skipped_document, time_cell
+        from kit.run.profiles import get_profile
+        from kit.run.repeats import finish, processes_for
 
         ray = self._ray
         measure = measure_fn or measure_cell
+        again = time_cell if measure is measure_cell else measure
+        profile = get_profile(opts.profile)
         pending: dict[Any, Cell] = {}
+        requests: dict[Cell, dict[str, Any]] = {}
+        processes: dict[Cell, list[dict[str, Any]]] = {}  # the documents back so far, first first
+        planned: dict[Cell, tuple[int, str]] = {}
         reference: dict[str, Any] = {}
         ready_docs: list[tuple[Cell, dict[str, Any]]] = []
         try:
@@ -407,6 +416,7 @@ class RayExecutor:
                     measure, (cell, opts), timeout_s, self._threads(cell, request), self.isolate, after, True
                 )
                 pending[ref] = cell
+                requests[cell] = request
             yield from ready_docs
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -418,7 +428,18 @@ class RayExecutor:
                             doc = failed_document(cell, opts, str(doc))
                     except ray.exceptions.RayError as exc:
                         doc = failed_document(cell, opts, self._lost_reason(cell, exc, reference))
-                    yield cell, doc
+                    docs = processes.setdefault(cell, [])
+                    docs.append(doc)
+                    if cell not in planned:
+                        planned[cell] = processes_for(doc, getattr(opts, "repeats", None), profile)
+                        request = requests[cell]
+                        for _ in range(planned[cell][0] - 1):
+                            more = self._submit(request).remote(
+                                again, (cell, opts), timeout_s, self._threads(cell, request), self.isolate, None, True
+                            )
+                            pending[more] = cell
+                    if len(docs) == planned[cell][0]:
+                        yield cell, finish(docs, planned[cell][1], getattr(opts, "seed", 0))
         finally:
             for ref in [*pending, *reference.values()]:
                 with contextlib.suppress(Exception):  # already finished or gone: nothing to stop

@@ -9,20 +9,71 @@ one process, so the iterations of one process agree with each other far better t
 do; only fresh processes sample it.
 
 The export, calibration and FP32 reference caches (``<out>/_cache``) are shared, so a repeat pays
-for the process start, the model build and prepare, and the timing, not for exports.
+for the process start, the model build and prepare, and the timing, not for exports. Processes
+2..N only time the cell (``kit.run.cell.time_cell``): fidelity, memory and the batch sweep come
+from the first process, which measures everything.
+
+How many processes: ``--repeats N`` when given; else the profile's ``repeats`` within its budget
+(``Profile.repeat_max_median_ms``): `processes_for` decides from the first process's document and
+says why, and the reason is recorded in ``latency.processes_policy``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from kit.measure.latency import across_processes, mean_across_processes, summarize
 from kit.results import figures
 
 
+def processes_for(first: dict[str, Any], requested: int | None, profile: Any) -> tuple[int, str]:
+    """How many fresh processes a cell gets in all, given its first process's document, and why.
+
+    ``requested``: ``--repeats`` (None: the profile's default within its budget)."""
+    if first.get("status") != "ok" or not first.get("latency"):
+        # A failure in the first process is most often the same in every process; a skip is final.
+        return 1, f"one process: the first process's cell is {first.get('status')}"
+    if requested is not None:
+        return requested, f"--repeats {requested}"
+    policy = profile.repeats_policy()
+    limit = profile.repeat_max_median_ms
+    median = float(first["latency"]["p50"])
+    if profile.repeats > 1 and limit is not None and median > limit:
+        return 1, (
+            f"{policy}; this cell's first median, {median:.0f} ms, is above that, so one process "
+            "(the profile's wall-time budget): its CI is within one process only"
+        )
+    return profile.repeats, policy
+
+
+def run_repeats(
+    first: dict[str, Any],
+    again: Callable[[], dict[str, Any]],
+    requested: int | None,
+    profile: Any,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The cell's document, given its first process's: ``again()`` (a timing-only fresh process)
+    as many more times as `processes_for` says, merged. Sequential executors use this; the Ray
+    executor submits the same processes as tasks and merges with `finish`."""
+    n, policy = processes_for(first, requested, profile)
+    docs = [first] + [again() for _ in range(n - 1)]
+    return finish(docs, policy, seed)
+
+
+def finish(docs: list[dict[str, Any]], policy: str, seed: int = 0) -> dict[str, Any]:
+    """One process's document as is, or several merged; the policy recorded either way."""
+    doc = docs[0] if len(docs) == 1 else merge_repeats(docs, seed=seed)
+    if doc.get("latency"):
+        doc["latency"]["processes_policy"] = policy
+    return doc
+
+
 def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
-    """Merge the documents of one cell measured in ``len(docs)`` fresh processes.
+    """Merge the documents of one cell measured in ``len(docs)`` fresh processes (the first one
+    measured everything; the others may be timing-only).
 
     Not-ok documents are dropped if at least one is ok (their reasons are kept under
     ``latency.repeats.failed``); with no ok document the first one is returned as is. Latency:

@@ -166,21 +166,24 @@ def _ensure_reference(model: str, opts: RunOptions, executor: Any, timeout: floa
 def _run_cell(
     cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    """The cell in ``repeats`` fresh processes (``opts.repeats``, else the profile's), merged."""
+    """The cell in its first process, then in as many more fresh processes as `processes_for`
+    says (``opts.repeats``, else the profile's default within its budget), merged."""
+    from kit.run.cell import time_cell
     from kit.run.profiles import get_profile
-    from kit.run.repeats import merge_repeats
+    from kit.run.repeats import run_repeats
 
-    repeats = opts.repeats or get_profile(opts.profile).repeats
-    docs = []
-    for _ in range(repeats):
+    # A stand-in measure function (tests) is used for every process; the real one's repeats only time.
+    again_fn = time_cell if measure_fn is measure_cell else measure_fn
+
+    def in_process(fn: Callable[..., dict[str, Any]]) -> dict[str, Any]:
         try:
-            doc = executor.call(measure_fn, cell, opts, timeout_s=timeout)
+            doc: dict[str, Any] = executor.call(fn, cell, opts, timeout_s=timeout)
         except TaskCrashed as exc:
             doc = failed_document(cell, opts, str(exc))
-        docs.append(doc)
-        if doc.get("status") == "skipped":
-            break  # the path cannot run here: no point asking again
-    return docs[0] if len(docs) == 1 else merge_repeats(docs, seed=opts.seed)
+        return doc
+
+    first = in_process(measure_fn)
+    return run_repeats(first, lambda: in_process(again_fn), opts.repeats, get_profile(opts.profile), opts.seed)
 
 
 def link_latest(out: Path) -> None:
