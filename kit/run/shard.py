@@ -150,8 +150,8 @@ def _profile(profile: str) -> Any:
     return get_profile(profile)
 
 
-def _measure_s(forward_s: float, profile: Any) -> float:
-    lat = profile.latency
+def _measure_s(forward_s: float, lat: Any) -> float:
+    """Warm-up and timing under the LatencyConfig ``lat``."""
     warm = max(lat.warmup_iterations * forward_s, lat.warmup_s)
     timed = max(lat.min_iterations * forward_s, lat.min_duration_s)
     if lat.max_duration_s is not None:
@@ -159,9 +159,8 @@ def _measure_s(forward_s: float, profile: Any) -> float:
     return warm + timed
 
 
-def _prepare_s(path: str, params: int, forward_s: float) -> float:
-    """Seconds of the path's declared ``prepare_steps`` (kit.paths.base.PREPARE_STEPS)."""
-    facts = _facts(path)
+def _prepare_s_of(step: str, params: int, forward_s: float) -> float:
+    """Seconds of one prepare step (kit.paths.base.PREPARE_STEPS)."""
     price = {
         "onnx-export": ORT_EXPORT_FIXED_S + ORT_EXPORT_S_PER_PARAM * params,
         "ort-quantize": ORT_QUANTIZE_S_PER_PARAM * params,
@@ -169,7 +168,13 @@ def _prepare_s(path: str, params: int, forward_s: float) -> float:
         "bnb-load": BNB_LOAD_S_PER_PARAM * params,
         "torch-quantize": TORCH_QUANTIZE_S_PER_PARAM * params,
     }
-    return sum(price[step] for step in facts.prepare_steps) if facts is not None else 0.0
+    return price[step]
+
+
+def _prepare_s(path: str, params: int, forward_s: float) -> float:
+    """Seconds of the path's declared ``prepare_steps``."""
+    facts = _facts(path)
+    return sum(_prepare_s_of(step, params, forward_s) for step in facts.prepare_steps) if facts is not None else 0.0
 
 
 def cell_cost(cell: Cell, profile: str = "full") -> float:
@@ -184,16 +189,43 @@ def cell_cost(cell: Cell, profile: str = "full") -> float:
     build = BUILD_S_PER_PARAM * spec.real_params
     if cell.device == "cuda":
         build += 4.0 * spec.real_params / H2D_BYTES_PER_S
-    fidelity = prof.fidelity_images * per_image
+    fidelity = prof.fidelity_images_for(spec) * per_image
+    first = (
+        CELL_OVERHEAD_S
+        + build
+        + _prepare_s(cell.path, spec.real_params, fwd)
+        + _measure_s(fwd, prof.latency)
+        + fidelity
+    )
     # Batch sweeps (opt-in) are left out: they add alike to every cell of a run.
-    return CELL_OVERHEAD_S + build + _prepare_s(cell.path, spec.real_params, fwd) + _measure_s(fwd, prof) + fidelity
+    return first + (_processes(fwd, prof) - 1) * _repeat_s(cell.path, spec.real_params, fwd, build, prof)
+
+
+def _processes(forward_s: float, profile: Any) -> int:
+    """The profile's processes for a cell of this forward time (``kit.run.repeats.processes_for``
+    decides from the measured median; this predicts it)."""
+    limit = profile.repeat_max_median_ms
+    return profile.repeats if limit is None or forward_s * 1000 <= limit else 1
+
+
+def _repeat_s(path: str, params: int, forward_s: float, build_s: float, profile: Any) -> float:
+    """One timing-only process: the build, the prepare steps no cache saves, warm-up and timing."""
+    facts = _facts(path)
+    cached = {"onnx-export", "ort-quantize", "ort-calibrate"}
+    steps = [s for s in facts.prepare_steps if s not in cached] if facts is not None else []
+    prepare = sum(_prepare_s_of(step, params, forward_s) for step in steps)
+    return CELL_OVERHEAD_S + build_s + prepare + _measure_s(forward_s, profile.timing_only_latency)
 
 
 def reference_cost(model: str, profile: str = "full") -> float:
     """The once-per-shard FP32 CPU reference of ``model``: build plus the fidelity images."""
     prof = _profile(profile)
     spec = _spec(model)
-    return CELL_OVERHEAD_S + BUILD_S_PER_PARAM * spec.real_params + prof.fidelity_images * _forward_s(model, "cpu", 1)
+    return (
+        CELL_OVERHEAD_S
+        + BUILD_S_PER_PARAM * spec.real_params
+        + prof.fidelity_images_for(spec) * _forward_s(model, "cpu", 1)
+    )
 
 
 # ----------------------------------------------------------------------------------- partition
