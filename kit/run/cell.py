@@ -219,20 +219,13 @@ def _gpu_clocks_after_timing(device: str) -> dict[str, Any] | None:
     return gpu_clocks_now(torch.cuda.current_device())
 
 
-def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only: bool = False) -> dict[str, Any]:
-    from kit.measure.compute import compute_section
-    from kit.measure.environment import math_settings
-    from kit.measure.latency import LatencyTracker
-    from kit.measure.memory import MemoryTracker
-    from kit.models.build import build_model, example_inputs, weights_fingerprint
+def _prepare_context(
+    cell: Cell, opts: RunOptions, spec: Any, fingerprint: str, work_dir: str
+) -> tuple[Any, dict[str, Any]]:
+    """The path's PrepareContext, and the dict ``build_float_model`` fills with how it built."""
+    from kit.models.build import build_model
     from kit.paths.base import PrepareContext
-    from kit.run.profiles import get_profile
 
-    profile = get_profile(opts.profile)
-    spec = _spec_of(cell.model, opts)
-    fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
-    reference = None if timing_only else load_reference(cell.model, opts, spec, fingerprint)
-    latency_config = profile.timing_only_latency if timing_only else profile.latency
     model_info: dict[str, Any] = {}
 
     def build_float_model() -> Any:
@@ -240,20 +233,56 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only
         model_info.update(info)
         return model
 
+    ctx = PrepareContext(
+        spec=spec,
+        device=cell.device,
+        batch_size=cell.batch_size,
+        build_float_model=build_float_model,
+        work_dir=work_dir,
+        cache_dir=str(cache_dir(opts)),
+        weights_fingerprint=fingerprint,
+        options=dict(opts.path_options),
+    )
+    return ctx, model_info
+
+
+def make_artifacts(cell: Cell, opts: RunOptions) -> dict[str, Any] | None:
+    """The path's cached artifacts for ``cell`` (`PrecisionPath.prepare_artifacts`), made in the
+    calling process (the runner gives it a process of its own). Problems are left to the measured
+    process, which meets them again and reports them as the cell's failure or skip."""
+    from kit.models.build import weights_fingerprint
+    from kit.paths.base import get_path
+
+    path = get_path(cell.path)
+    if not path.available(cell.device)[0]:
+        return None
+    spec = _spec_of(cell.model, opts)
+    with tempfile.TemporaryDirectory(prefix="qkit-artifacts-") as work_dir:
+        ctx, _ = _prepare_context(cell, opts, spec, weights_fingerprint(spec, opts.weights, opts.seed), work_dir)
+        try:
+            return path.prepare_artifacts(ctx)
+        except Exception as exc:
+            return {"error": one_line(exc, REASON_LIMIT)}
+
+
+def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only: bool = False) -> dict[str, Any]:
+    from kit.measure.compute import compute_section
+    from kit.measure.environment import math_settings
+    from kit.measure.latency import LatencyTracker
+    from kit.measure.memory import MemoryTracker
+    from kit.models.build import example_inputs, weights_fingerprint
+    from kit.run.profiles import get_profile
+
+    profile = get_profile(opts.profile)
+    spec = _spec_of(cell.model, opts)
+    fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
+    reference = None if timing_only else load_reference(cell.model, opts, spec, fingerprint)
+    latency_config = profile.timing_only_latency if timing_only else profile.latency
     pixels = example_inputs(spec, cell.batch_size, seed=INPUT_SEED)
     fid_pixels = None if reference is None else fidelity_inputs(spec, reference.shape[0])
     doc = base_document(cell, opts, "ok", None)
     with tempfile.TemporaryDirectory(prefix="qkit-cell-") as work_dir:
-        ctx = PrepareContext(
-            spec=spec,
-            device=cell.device,
-            batch_size=cell.batch_size,
-            build_float_model=build_float_model,
-            work_dir=work_dir,
-            cache_dir=str(cache_dir(opts)),
-            weights_fingerprint=fingerprint,
-            options=dict(opts.path_options),
-        )
+        ctx, model_info = _prepare_context(cell, opts, spec, fingerprint, work_dir)
         gc.collect()
         with MemoryTracker(cell.device) as memory:
             prepared = path.prepare(ctx)

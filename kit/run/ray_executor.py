@@ -200,6 +200,24 @@ def _reference_task(model: str, opts: Any, timeout_s: float | None, isolate: boo
     return _task(reference_output, (model, opts), timeout_s, 1, isolate)
 
 
+def _artifacts_task(
+    cell: Cell, opts: Any, timeout_s: float | None, threads: int | None, isolate: bool, after: Any = None
+) -> tuple[str, Any]:
+    """The cell's cached artifacts (`kit.run.cell.make_artifacts`) in a process of their own,
+    before the measured one. Passes a failed reference on; its own failure is not the cell's end
+    (the measured process meets it again and reports it)."""
+    from kit.run.cell import make_artifacts
+
+    if after is not None and after[0] != "ok":
+        return after
+    outcome = (
+        _in_child(make_artifacts, (cell, opts), timeout_s, threads)
+        if isolate
+        else _in_worker(make_artifacts, (cell, opts), threads)
+    )
+    return "ok", outcome[1] if outcome[0] == "ok" else None
+
+
 # ---------------------------------------------------------------------------------- the driver
 
 
@@ -243,6 +261,7 @@ class RayExecutor:
         self._retry = {"max_retries": max_retries, "retry_exceptions": [CellProcessLost]}
         self._task_fn = ray.remote(_task)
         self._reference_fn = ray.remote(_reference_task)
+        self._artifacts_fn = ray.remote(_artifacts_task)
 
     # --------------------------------------------------------------------- resource requests
 
@@ -384,6 +403,7 @@ class RayExecutor:
         when its first process's document is back, and the cell is yielded once all are merged.
         Stopping the iteration (Ctrl-C) cancels what is still queued or running.
         """
+        from kit.paths.base import caches_artifacts
         from kit.run.cell import failed_document, measure_cell, skipped_document, time_cell
         from kit.run.profiles import get_profile
         from kit.run.repeats import finish, processes_for
@@ -412,6 +432,9 @@ class RayExecutor:
                         submit = self._reference_fn.options(num_cpus=1, num_gpus=0, **self._retry)
                         reference[cell.model] = submit.remote(cell.model, opts, timeout_s, self.isolate)
                     after = reference[cell.model]
+                if measure is measure_cell and caches_artifacts(cell.path):
+                    submit = self._artifacts_fn.options(**request, **self._retry)
+                    after = submit.remote(cell, opts, timeout_s, self._threads(cell, request), self.isolate, after)
                 ref = self._submit(request).remote(
                     measure, (cell, opts), timeout_s, self._threads(cell, request), self.isolate, after, True
                 )

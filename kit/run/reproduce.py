@@ -8,6 +8,7 @@ reported by name and redone.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from kit.results.store import Cell, load_results, write_result
-from kit.run.cell import RunOptions, failed_document, measure_cell, reference_output, skipped_document
+from kit.run.cell import (
+    RunOptions,
+    failed_document,
+    make_artifacts,
+    measure_cell,
+    reference_output,
+    skipped_document,
+)
 from kit.run.child import TaskCrashed
 
 ProgressFn = Callable[[Cell, dict[str, Any]], None]
@@ -168,6 +176,7 @@ def _run_cell(
 ) -> dict[str, Any]:
     """The cell in its first process, then in as many more fresh processes as `processes_for`
     says (``opts.repeats``, else the profile's default within its budget), merged."""
+    from kit.paths.base import caches_artifacts
     from kit.run.cell import time_cell
     from kit.run.profiles import get_profile
     from kit.run.repeats import run_repeats
@@ -182,6 +191,12 @@ def _run_cell(
             doc = failed_document(cell, opts, str(exc))
         return doc
 
+    if measure_fn is measure_cell and caches_artifacts(cell.path):
+        # Exports and quantized models are made in a process of their own: the measured process
+        # then only loads them, whether or not the cache was warm (`prepare_artifacts`).
+        # A crash here is met again by the measured process, which reports it as the cell's.
+        with contextlib.suppress(TaskCrashed):
+            executor.call(make_artifacts, cell, opts, timeout_s=timeout)
     first = in_process(measure_fn)
     return run_repeats(first, lambda: in_process(again_fn), opts.repeats, get_profile(opts.profile), opts.seed)
 

@@ -211,8 +211,9 @@ def _processes(forward_s: float, profile: Any) -> int:
 def _repeat_s(path: str, params: int, forward_s: float, build_s: float, profile: Any) -> float:
     """One timing-only process: the build, the prepare steps no cache saves, warm-up and timing."""
     facts = _facts(path)
-    cached = {"onnx-export", "ort-quantize", "ort-calibrate"}
-    steps = [s for s in facts.prepare_steps if s not in cached] if facts is not None else []
+    from kit.paths.base import CACHED_PREPARE_STEPS
+
+    steps = [s for s in facts.prepare_steps if s not in CACHED_PREPARE_STEPS] if facts is not None else []
     prepare = sum(_prepare_s_of(step, params, forward_s) for step in steps)
     return CELL_OVERHEAD_S + build_s + prepare + _measure_s(forward_s, profile.timing_only_latency)
 
