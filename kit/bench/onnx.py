@@ -7,6 +7,13 @@
    one child process per model so a large model's export and calibration memory is its own.
 3. MobileViT-S: the same comparison, plus ORT's per-operator profile of FP32 and both INT8
    graphs, which says where INT8 loses time.
+4. Fusions on/off (`fusion_comparison`): for each model (``--fusion-models``, default ViT-B/16
+   only), batch 1, CPU: torch FP32 and ORT FP32 / dynamic INT8 / static QDQ INT8, each ORT path
+   with ORT's transformer fusions (``fusion=true``, the default) and without, timed interleaved
+   in one process so that load from elsewhere hits every variant alike; ratios of the best INT8
+   to ORT FP32 with the same fusions (target >= 3.2x) and to torch FP32 (target >= 4x), the
+   fused op counts, cosines against torch FP32, the CPU model, and ORT's per-op-type time
+   share of each ORT graph (where a target is short, it says why).
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ VIT_FAMILIES = ("vit", "deit", "dino", "dinov2", "beit")
 TARGET_SPEEDUP = 3.2
 TARGET_COSINE = 0.995
 TARGET_SIZE_RATIO = 0.27
+TARGET_SPEEDUP_VS_TORCH = 4.0
+FUSION_PATHS = ("ort-fp32", "ort-int8-dynamic", "ort-int8-static-qdq")
 
 
 def timing_table(model: str, out: Path, profile: str, executor: str = "process") -> list[dict[str, Any]]:
@@ -205,6 +214,178 @@ def print_profiles(model: str, directory: Path) -> dict[str, list[tuple[str, flo
     return profiles
 
 
+# --------------------------------------------------------------------------- fusion on / off
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo, else platform), with its core count."""
+    import os
+    import platform
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} logical CPUs)"
+
+
+def fusion_comparison(
+    model_id: str, cache_dir: str, rounds: int = 7, iterations: int = 5, profile_runs: int = 5
+) -> dict[str, Any]:
+    """Torch FP32 and the ORT paths with fusions on and off, timed interleaved (see module doc).
+
+    Method: every variant is prepared by its path (the library's own prepare, so the fused
+    graph, quantizers, caches and session options are the cells'); then ``rounds`` rounds, each
+    timing ``iterations`` back-to-back calls of every variant in turn after one warm-up call;
+    a variant's figure is the median over all its timed calls (perf_counter_ns per call).
+    """
+    import statistics
+    import time
+
+    import torch
+
+    from kit.measure.fidelity import compare_outputs
+    from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint
+    from kit.models.registry import get_model
+    from kit.paths.base import PrepareContext, get_path
+
+    spec = get_model(model_id)
+    x = example_inputs(spec, 1, seed=1234)
+    pixels = example_inputs(spec, 4, seed=1235)
+    model, _ = build_model(spec, weights="random", seed=0)
+    with torch.inference_mode():
+        reference = output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
+    tx = torch.from_numpy(x)
+
+    def torch_call() -> None:
+        with torch.inference_mode():
+            model(pixel_values=tx)
+
+    calls: dict[str, Any] = {"torch-fp32": torch_call}
+    info: dict[str, dict[str, Any]] = {"torch-fp32": {"cosine": 1.0, "threads": torch.get_num_threads()}}
+    closers = []
+    with tempfile.TemporaryDirectory() as work:
+        for fusion in (True, False):
+            for path in FUSION_PATHS:
+                ctx = PrepareContext(
+                    spec,
+                    "cpu",
+                    1,
+                    lambda: build_model(spec, weights="random", seed=0)[0],
+                    work,
+                    cache_dir,
+                    weights_fingerprint(spec, "random", 0),
+                    {"fusion": fusion},
+                )
+                prepared = get_path(path).prepare(ctx)
+                name = f"{path} fusion={'on' if fusion else 'off'}"
+                calls[name] = prepared.make_timed_call(x)
+                fid = compare_outputs(reference, prepared.run(pixels), classifier=spec.head == "classifier")
+                fu = prepared.details["fusion"]
+                info[name] = {
+                    "cosine": fid["cosine"],
+                    "finite": fid["finite"],
+                    "model_file": prepared.details["model_file"],
+                    "fused_ops": fu.get("fused_ops_in_graph") if fu.get("applied") else None,
+                    "fusion_check_cosine": (fu.get("check") or {}).get("cosine"),
+                    "optimizer": fu.get("onnxruntime_version"),
+                }
+                closers.append(prepared.close)
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(rounds):
+            for name, call in calls.items():
+                call()  # warm-up: the variant before it may have evicted its caches
+                for _ in range(iterations):
+                    t0 = time.perf_counter_ns()
+                    call()
+                    times[name].append((time.perf_counter_ns() - t0) / 1e6)
+        for close in closers:
+            close()
+    rows = {name: {**info[name], "p50_ms": statistics.median(ts), "n": len(ts)} for name, ts in times.items()}
+    result: dict[str, Any] = {
+        "model": model_id,
+        "cpu": cpu_model(),
+        "method": f"interleaved: {rounds} rounds x {iterations} calls per variant after a warm-up call, "
+        "median of perf_counter_ns per call; batch 1; ORT CPU provider with the kit's session options",
+        "rows": rows,
+    }
+    for state in ("on", "off"):
+        fp32 = rows[f"ort-fp32 fusion={state}"]["p50_ms"]
+        best = min((p for p in FUSION_PATHS if "int8" in p), key=lambda p: rows[f"{p} fusion={state}"]["p50_ms"])
+        best_ms = rows[f"{best} fusion={state}"]["p50_ms"]
+        result[f"fusion_{state}"] = {
+            "best_int8": best,
+            "x_ort_fp32_same_fusions": fp32 / best_ms,
+            "x_torch_fp32": rows["torch-fp32"]["p50_ms"] / best_ms,
+        }
+    result["op_profiles"] = {
+        name: op_profile(r["model_file"], model_id, runs=profile_runs)
+        for name, r in rows.items()
+        if name != "torch-fp32"
+    }
+    return result
+
+
+def print_fusion(result: dict[str, Any]) -> None:
+    rows = result["rows"]
+    print(f"\n== {result['model']}, batch 1, CPU: fusions on / off ({result['cpu']}) ==")
+    print(f"method: {result['method']}")
+    torch_ms = rows["torch-fp32"]["p50_ms"]
+    for name, r in rows.items():
+        fp32 = rows.get(f"ort-fp32 fusion={name.split('fusion=')[-1]}", {}).get("p50_ms") if "fusion=" in name else None
+        print(
+            f"{name:32} {r['p50_ms']:9.2f} ms  x ORT FP32 {_x(fp32 / r['p50_ms'] if fp32 else None):>7}  "
+            f"x torch {_x(torch_ms / r['p50_ms']):>7}  cosine {r['cosine']:.5f}  fused {r.get('fused_ops')}"
+        )
+    for fusion in ("on", "off"):
+        v = result[f"fusion_{fusion}"]
+        a, b = v["x_ort_fp32_same_fusions"], v["x_torch_fp32"]
+        print(
+            f"fusion {fusion}: best INT8 {v['best_int8']} {a:.2f}x ORT FP32 (target >= {TARGET_SPEEDUP}x: "
+            f"{'met' if a >= TARGET_SPEEDUP else 'short'}), {b:.2f}x torch FP32 (target >= "
+            f"{TARGET_SPEEDUP_VS_TORCH}x: {'met' if b >= TARGET_SPEEDUP_VS_TORCH else 'short'})"
+        )
+    print("where the time goes (ORT profiler, kernel time share per op type):")
+    for name, ops in result["op_profiles"].items():
+        print(f"  {name}: " + ", ".join(f"{op} {share:.0%}" for op, _, share in ops))
+
+
+def fusion_table(results: list[dict[str, Any]]) -> None:
+    """Per model: best INT8 speedup over ORT FP32 with the same fusions, on and off."""
+    print("\n== INT8 speedup per model, fusions on / off (x ORT FP32 with the same fusions; x torch FP32) ==")
+    for r in results:
+        if "error" in r:
+            print(f"{r['model']:32} FAILED: {r['error']}")
+            continue
+        on, off = r["fusion_on"], r["fusion_off"]
+        print(
+            f"{r['model']:32} on: {on['best_int8']} {on['x_ort_fp32_same_fusions']:.2f}x / "
+            f"{on['x_torch_fp32']:.2f}x   off: {off['best_int8']} {off['x_ort_fp32_same_fusions']:.2f}x / "
+            f"{off['x_torch_fp32']:.2f}x"
+        )
+
+
+def fusion_sweep(models: list[str], cache_dir: Path, executor: str = "process") -> list[dict[str, Any]]:
+    from kit.run.executors import make_executor
+
+    runner = make_executor(executor)
+    results = []
+    for model in models:
+        try:
+            r = runner.call(fusion_comparison, model, str(cache_dir), timeout_s=3600)
+            print_fusion(r)
+        except Exception as exc:  # one model failing never stops the sweep
+            r = {"model": model, "error": str(exc)}
+        results.append(r)
+    runner.close()
+    fusion_table(results)
+    return results
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -213,10 +394,12 @@ def bench_onnx(
     profile: str = "full",
     fidelity_models: list[str] | None = None,
     executor: str = "process",
+    fusion_models: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run the three parts and print the figures; returns them as a dict (also bench-onnx.json)."""
+    """Run the four parts and print the figures; returns them as a dict (also bench-onnx.json)."""
     out = Path(out)
     summary: dict[str, Any] = {}
+    summary["fusion"] = fusion_sweep(fusion_models or [VIT_B16], out / "_fusion_cache", executor)
     vit = timing_table(VIT_B16, out / VIT_B16, profile, executor)
     summary["vit_b16"] = {"table": vit, **print_timing(VIT_B16, vit), "size_ratios": size_ratios(vit)}
     best = summary["vit_b16"]["best_int8"]
@@ -242,9 +425,15 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated models for the fidelity sweep (default: every ViT-family model; 'none' to skip)",
     )
     parser.add_argument("--executor", default="process", choices=["process", "inline"])
+    parser.add_argument(
+        "--fusion-models",
+        default=VIT_B16,
+        help="comma-separated models for the fusion on/off comparison (default: ViT-B/16 only)",
+    )
     args = parser.parse_args(argv)
     models = None if args.models is None else [m for m in args.models.split(",") if m and m != "none"]
-    bench_onnx(args.out, args.profile, models, args.executor)
+    fusion_models = [m for m in args.fusion_models.split(",") if m]
+    bench_onnx(args.out, args.profile, models, args.executor, fusion_models)
 
 
 if __name__ == "__main__":

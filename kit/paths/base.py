@@ -93,9 +93,16 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "int4")
 # compute dtype for the matmul (the peak is then that dtype's, read from the cell's settings).
 MATH_CLASSES: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "int4")
 # Work a cell does before timing, beyond building the float model (the shard cost model prices each).
-PREPARE_STEPS: tuple[str, ...] = ("onnx-export", "ort-quantize", "ort-calibrate", "bnb-load", "torch-quantize")
+PREPARE_STEPS: tuple[str, ...] = (
+    "onnx-export",
+    "ort-fuse",
+    "ort-quantize",
+    "ort-calibrate",
+    "bnb-load",
+    "torch-quantize",
+)
 # The steps whose product the run's cache keeps (``<out>/_cache``): made once, loaded after that.
-CACHED_PREPARE_STEPS: frozenset[str] = frozenset({"onnx-export", "ort-quantize", "ort-calibrate"})
+CACHED_PREPARE_STEPS: frozenset[str] = frozenset({"onnx-export", "ort-fuse", "ort-quantize", "ort-calibrate"})
 
 
 def per_device(**values: Any) -> Mapping[str, Any]:

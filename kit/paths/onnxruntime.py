@@ -25,7 +25,17 @@ them before any cell starts): ``intra_op_threads``, ``exporter`` (dynamo | legac
 ``calibration_dir``, ``calibration_samples`` (default 8), ``calibration_method`` (MinMax | Entropy
 | Percentile), ``static_per_channel``, ``static_op_types``, ``static_activation_type``,
 ``dynamic_per_channel``, ``dynamic_op_types``, ``dynamic_weight_type``, ``dynamic_reduce_range``,
-``trt_fp16`` (INT8 on TensorRT: FP16 for the layers left unquantized, default on).
+``trt_fp16`` (INT8 on TensorRT: FP16 for the layers left unquantized, default on), ``fusion``
+and ``fusion_attention`` (below).
+
+Fusions (``fusion``, `kit.export.ort_optimize`): ORT's transformer optimizer (BiasGelu,
+SkipLayerNormalization, MultiHeadAttention) is applied to the export once, cached, and every
+path derives from the fused graph, FP32 and INT8 alike, so ratios compare like with like.
+Default: on for the CPU and CUDA providers (ViT-B/16 batch 1 on CPU: faster FP32 and INT8, the
+fused graph checked against the unfused one at cosine >= 0.9999); off for TensorRT, which does
+its own fusions and does not take ORT's com.microsoft contrib ops (they would fall to the CUDA
+provider). ``fusion=false`` measures the export as exported. ``path_info.fusion`` records what
+was applied (or why not): optimizer, ORT version, options, fused operator counts, the check.
 """
 
 from __future__ import annotations
@@ -80,6 +90,7 @@ DEFAULT_CALIBRATION_SAMPLES = 8
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 QUANT_TYPES = ("QInt8", "QUInt8")
 EXPORTERS = ("dynamo", "legacy")
+FUSION_ATTENTION = ("MultiHeadAttention", "Attention", "none")  # kit.export.ort_optimize.ATTENTION_OPS
 
 
 def _provider(value: Any) -> str:
@@ -108,12 +119,19 @@ class OrtOptions(PathOptions):
     dynamic_weight_type: str | None = opt(None, parse_text, "QInt8 | QUInt8")
     dynamic_reduce_range: bool | None = opt(None, parse_bool)
     trt_fp16: bool = opt(True, parse_bool, "INT8 on TensorRT: FP16 for the layers left unquantized")
+    fusion: bool | None = opt(
+        None, parse_bool, "ORT transformer fusions before FP32/INT8 (default: on, off for TensorRT)"
+    )
+    fusion_attention: str | None = opt(
+        None, parse_text, "MultiHeadAttention | Attention | none (default MultiHeadAttention)"
+    )
 
     def __post_init__(self) -> None:
         choice("exporter", self.exporter, EXPORTERS)
         choice("calibration_method", self.calibration_method, CALIBRATION_METHODS)
         choice("static_activation_type", self.static_activation_type, QUANT_TYPES)
         choice("dynamic_weight_type", self.dynamic_weight_type, QUANT_TYPES)
+        choice("fusion_attention", self.fusion_attention, FUSION_ATTENTION)
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f"intra_op_threads={self.intra_op_threads}: expected >= 1")
         if self.calibration_samples < 1:
@@ -161,7 +179,7 @@ class OrtPath(PrecisionPath):
     runtime: ClassVar[str] = "onnxruntime"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
     baseline: ClassVar[str] = "ort-fp32"
-    prepare_steps: ClassVar[tuple[str, ...]] = ("onnx-export",)
+    prepare_steps: ClassVar[tuple[str, ...]] = ("onnx-export", "ort-fuse")
     # The provider option picks TensorRT on cuda (see the module docstring).
     extra_providers = per_device(cuda=("tensorrt",))
     options_class = OrtOptions
@@ -186,7 +204,8 @@ class OrtPath(PrecisionPath):
         assert isinstance(opts, OrtOptions)
         provider = self._provider(ctx, opts)
         export = self._export(ctx, opts)
-        model_path, method, made_here = self.make_model(ctx, export, provider, opts)
+        base = self._base(ctx, export, provider, opts)
+        model_path, method, made_here = self.make_model(ctx, export, provider, opts, base)
         providers = provider_list(provider, self.kind, ctx, opts)
         options = session_options(opts.intra_op_threads)
         session = self._session(model_path, options, providers, provider)
@@ -202,17 +221,39 @@ class OrtPath(PrecisionPath):
             **info,
             "provider_requested": provider,
             "export": _export_summary(export),
+            "fusion": base.fusion,
             "quantization": method.get("quantization"),
             "model_transform": method.get("transform"),
             "model_file": str(model_path),
             "model_file_bytes": size,
             "fp32_file_bytes": fp32_bytes,
             "size_ratio_vs_fp32_file": size / fp32_bytes if fp32_bytes else None,
-            "made_in_this_cell": {"export": not export.record.get("cache_hit"), "model": made_here},
+            "made_in_this_cell": {
+                "export": not export.record.get("cache_hit"),
+                "fusion": bool(base.fusion.get("applied") and not base.fusion.get("cache_hit")),
+                "model": made_here,
+            },
             "timing": CPU_TIMING if provider == "CPUExecutionProvider" else CUDA_TIMING,
             "sanity": sanity,
         }
         return _prepared(session, input_name, provider, model_path, details)
+
+    def prepare_artifacts(self, ctx: PrepareContext) -> dict[str, Any] | None:
+        """The export, its fused graph and the path's model in the cache; no session opened."""
+        opts = self.options(ctx)
+        assert isinstance(opts, OrtOptions)
+        provider = self._provider(ctx, opts)
+        export = self._export(ctx, opts)
+        base = self._base(ctx, export, provider, opts)
+        model_path, _method, made_here = self.make_model(ctx, export, provider, opts, base)
+        return {
+            "model_file": str(model_path),
+            "made": {
+                "export": not export.record.get("cache_hit"),
+                "fusion": bool(base.fusion.get("applied") and not base.fusion.get("cache_hit")),
+                "model": made_here,
+            },
+        }
 
     # ----------------------------------------------------------------- steps
 
@@ -244,6 +285,32 @@ class OrtPath(PrecisionPath):
         finally:
             gc.collect()  # the float model built for the export is not needed any more
 
+    def _base(self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions) -> ModelBase:
+        """The graph the path derives its model from: the fused export, or the export as is."""
+        wanted = opts.fusion
+        if wanted is None:
+            wanted = provider != "TensorrtExecutionProvider"
+        if not wanted:
+            why = (
+                "off by option (fusion=false)"
+                if opts.fusion is False
+                else "off by default on TensorRT: it fuses itself and does not take ORT's com.microsoft ops"
+            )
+            return ModelBase(export.onnx_path, export.external_data, "", {"applied": False, "why": why})
+        from kit.export.ort_optimize import FusionFailed, FusionSettings, fusion_digest, get_or_fuse
+
+        settings = FusionSettings(attention=opts.fusion_attention or "MultiHeadAttention")
+        try:
+            path, record = get_or_fuse(export, ctx.spec, settings)
+        except FusionFailed as exc:
+            raise PathFailed(str(exc)) from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # onnx save/load errors: one line, a failed cell
+            raise PathFailed(f"fusion failed: {type(exc).__name__}: {str(exc).strip()[:300]}") from None
+        summary = {"applied": True, **{k: v for k, v in record.items() if k not in ("op_counts_before", "files")}}
+        return ModelBase(path, export.external_data, f"-fused-{fusion_digest(record)}", summary)
+
     def _session(self, model_path: Path, options: Any, providers: list[Any], provider: str) -> Any:
         from kit.export.onnx_export import OnnxModelError, open_session
 
@@ -262,16 +329,30 @@ class OrtPath(PrecisionPath):
     # ----------------------------------------------------------------- per path
 
     def make_model(
-        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions, base: ModelBase
     ) -> tuple[Path, dict[str, Any], bool]:
         """The model file the session loads, what was done to make it, and whether it was made now."""
-        return export.onnx_path, {"transform": None, "quantization": None}, False
+        return base.path, {"transform": None, "quantization": None}, False
 
     def method_text(self, provider: str) -> str:
-        return "the checked FP32 ONNX export run by ONNX Runtime"
+        return "the checked FP32 ONNX export (after the fusions in fusion) run by ONNX Runtime"
 
     def dtype_text(self) -> str:
         return "float32"
+
+
+@dataclass(frozen=True)
+class ModelBase:
+    """The FP32 graph a path starts from: the fused export or the export itself.
+
+    ``key`` is appended to the cache entries of models derived from it ("" unfused, so entries
+    made before fusions existed stay valid); ``fusion`` is ``path_info.fusion``.
+    """
+
+    path: Path
+    external_data: bool
+    key: str
+    fusion: dict[str, Any]
 
 
 def _torch_cuda_timing_status() -> tuple[bool, str]:
@@ -410,20 +491,20 @@ class OrtFP16(OrtPath):
     order = 90
 
     def make_model(
-        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions, base: ModelBase
     ) -> tuple[Path, dict[str, Any], bool]:
         if provider == "TensorrtExecutionProvider":
             return (
-                export.onnx_path,
+                base.path,
                 {"transform": "none: TensorRT builds FP16 kernels (trt_fp16_enable)", "quantization": None},
                 False,
             )
         from kit.export.onnx_export import cached_model
 
-        entry = export.directory / "derived" / "fp16-keepio"
+        entry = export.directory / "derived" / f"fp16-keepio{base.key}"
 
         def make(target: Path) -> dict[str, Any]:
-            return convert_fp16(export.onnx_path, target, export.external_data)
+            return convert_fp16(base.path, target, base.external_data)
 
         path, record = cached_model(entry, make)
         return path, {"transform": record, "quantization": None}, not record["cache_hit"]
@@ -472,7 +553,7 @@ class OrtInt8Dynamic(OrtPath):
     method = "dynamic INT8 (ONNX Runtime quantize_dynamic)"
     precision = math_class = "int8"
     cost = per_device(cpu=0.7)
-    prepare_steps = ("onnx-export", "ort-quantize")
+    prepare_steps = ("onnx-export", "ort-fuse", "ort-quantize")
     order = 100
 
     def settings(self, opts: OrtOptions) -> Any:
@@ -487,22 +568,25 @@ class OrtInt8Dynamic(OrtPath):
         return DynamicSettings(**{k: v for k, v in overrides.items() if v is not None})
 
     def make_model(
-        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions, base: ModelBase
     ) -> tuple[Path, dict[str, Any], bool]:
         from kit.export.onnx_export import cached_model
         from kit.quantize.ort_quant import quantize_dynamic_file, settings_digest
 
         settings = self.settings(opts)
-        entry = export.directory / "derived" / f"int8-dynamic-{settings_digest(settings.record())}"
+        entry = export.directory / "derived" / f"int8-dynamic-{settings_digest(settings.record())}{base.key}"
 
         def make(target: Path) -> dict[str, Any]:
-            return quantize_dynamic_file(export.onnx_path, target, settings, export.external_data)
+            return quantize_dynamic_file(base.path, target, settings, base.external_data)
 
         path, record = _quantize(entry, make, cached_model)
         return path, {"transform": None, "quantization": record}, not record["cache_hit"]
 
     def method_text(self, provider: str) -> str:
-        return "onnxruntime.quantization.quantize_dynamic of the checked FP32 export (settings in quantization)"
+        return (
+            "onnxruntime.quantization.quantize_dynamic of the checked FP32 export, after the fusions in "
+            "fusion (settings in quantization)"
+        )
 
     def dtype_text(self) -> str:
         return "int8 weights / uint8 activations quantized per run, float32 elsewhere"
@@ -518,7 +602,7 @@ class OrtInt8StaticQDQ(OrtPath):
     method = "static INT8, QDQ (ONNX Runtime quantize_static)"
     precision = math_class = "int8"
     cost = per_device(cpu=0.6, cuda=0.8)
-    prepare_steps = ("onnx-export", "ort-quantize", "ort-calibrate")
+    prepare_steps = ("onnx-export", "ort-fuse", "ort-quantize", "ort-calibrate")
     order = 110
 
     def settings(self, opts: OrtOptions, provider: str) -> Any:
@@ -547,7 +631,7 @@ class OrtInt8StaticQDQ(OrtPath):
             raise PathUnavailable(str(exc)) from None
 
     def make_model(
-        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions
+        self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions, base: ModelBase
     ) -> tuple[Path, dict[str, Any], bool]:
         from kit.export.onnx_export import INPUT_NAME, cached_model
         from kit.quantize.ort_quant import quantize_static_file, settings_digest
@@ -555,18 +639,19 @@ class OrtInt8StaticQDQ(OrtPath):
         settings = self.settings(opts, provider)
         calibration = self.calibration(ctx, opts, settings.samples)
         digest = settings_digest(settings.record(), calibration.record)
-        entry = export.directory / "derived" / f"int8-static-qdq-{digest}"
+        entry = export.directory / "derived" / f"int8-static-qdq-{digest}{base.key}"
 
         def make(target: Path) -> dict[str, Any]:
-            return quantize_static_file(
-                export.onnx_path, target, settings, calibration, INPUT_NAME, export.external_data
-            )
+            return quantize_static_file(base.path, target, settings, calibration, INPUT_NAME, base.external_data)
 
         path, record = _quantize(entry, make, cached_model)
         return path, {"transform": None, "quantization": record}, not record["cache_hit"]
 
     def method_text(self, provider: str) -> str:
-        text = "onnxruntime.quantization.quantize_static (QDQ) of the checked FP32 export (settings in quantization)"
+        text = (
+            "onnxruntime.quantization.quantize_static (QDQ) of the checked FP32 export, after the fusions in "
+            "fusion (settings in quantization)"
+        )
         if provider == "TensorrtExecutionProvider":
             text += "; TensorRT builds INT8 kernels from the QDQ scales (trt_int8_enable)"
         elif provider == "CUDAExecutionProvider":

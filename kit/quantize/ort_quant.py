@@ -14,7 +14,13 @@ dynamic quantization):
   cosine 0.999 there.
 * static QDQ: per-channel QInt8 weights, MatMul/Gemm only, constant-B MatMuls only (the
   attention score and context products stay FP32: their ranges vary per image and they are a
-  small share of the FLOPs), MinMax calibration on 8 images. Convolutions stay FP32 here too:
+  small share of the FLOPs), MinMax calibration on 8 images. ORT's ``MatMulConstBOnly`` is
+  honoured only by its QOperator format, not by QDQ (onnxruntime 1.32 put Q/DQ pairs on the
+  activation x activation MatMuls: 24 of the 97 quantized layers of DeiT-tiny, 8 of its 10 worst
+  by `qkit diagnose`), so `quantize_static_file` passes those MatMuls as ``nodes_to_exclude``
+  itself. The outputs of Gemm nodes (the heads: the exports' only 2-D linear layers) are not
+  quantized: their output is the logits, and rounding them to uint8 took tiny-vit's output SQNR
+  from 26.9 to 19.7 dB. Convolutions stay FP32 here too:
   on MobileViT-XXS quantizing its 35 convolutions moved logits cosine from 0.9994 to 0.989 (every
   conv costs ~0.1%, no single culprit; Percentile/Entropy calibration and leaving depthwise
   convs out did not help) and made it slower still: on MobileViT-S QLinearConv itself beats FP32
@@ -120,6 +126,7 @@ class StaticSettings:
             "ActivationSymmetric": self.activation_symmetric,
             "WeightSymmetric": self.weight_symmetric,
             "MatMulConstBOnly": self.matmul_const_b_only,
+            "OpTypesToExcludeOutputQuantization": ["Gemm"],
         }
         if self.calibrate_method == "Percentile":
             extra["CalibPercentile"] = self.percentile
@@ -137,6 +144,8 @@ class StaticSettings:
             "reduce_range": self.reduce_range,
             "op_types_quantized": list(self.op_types),
             "matmul_const_b_only": self.matmul_const_b_only,
+            # QDQ ignores MatMulConstBOnly: the kit passes those MatMuls as nodes_to_exclude.
+            "matmul_const_b_only_by": "nodes_to_exclude" if self.matmul_const_b_only else None,
             "calibration_method": self.calibrate_method,
             "calibration_percentile": self.percentile if self.calibrate_method == "Percentile" else None,
             "calibration_samples_requested": self.samples,
@@ -290,6 +299,34 @@ def quantize_dynamic_file(src: Path, dst: Path, settings: DynamicSettings, exter
     return settings.record()
 
 
+def activation_matmuls(model_path: Path) -> list[str]:
+    """The MatMul nodes of a graph whose B input is not a constant (activation x activation: the
+    attention score and context products), by name. A constant is an initializer or a Constant
+    node, possibly through Transpose/Reshape/Cast/Identity/Unsqueeze/Squeeze."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    constant = {init.name for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    passthrough = {"Transpose", "Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze"}
+
+    def is_constant(name: str) -> bool:
+        for _ in range(8):
+            if name in constant:
+                return True
+            node = producers.get(name)
+            if node is None:
+                return False
+            if node.op_type == "Constant":
+                return True
+            if node.op_type not in passthrough or not node.input:
+                return False
+            name = node.input[0]
+        return False
+
+    return [n.name for n in graph.node if n.op_type == "MatMul" and len(n.input) > 1 and not is_constant(n.input[1])]
+
+
 def quantize_static_file(
     src: Path,
     dst: Path,
@@ -297,13 +334,20 @@ def quantize_static_file(
     calibration: CalibrationSource,
     input_name: str,
     external_data: bool,
+    nodes_to_exclude: tuple[str, ...] | list[str] = (),
 ) -> dict[str, Any]:
-    """Static QDQ INT8 of ``src`` into ``dst`` calibrated on ``calibration``; returns the record."""
+    """Static QDQ INT8 of ``src`` into ``dst`` calibrated on ``calibration``; returns the record.
+
+    ``nodes_to_exclude``: nodes kept in float besides the activation x activation MatMuls that
+    ``settings.matmul_const_b_only`` leaves out (`qkit diagnose` keeps its layers in float so)."""
     import contextlib
     import io
     import logging
 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    const_b_excluded = activation_matmuls(src) if settings.matmul_const_b_only and "MatMul" in settings.op_types else []
+    excluded = sorted({*const_b_excluded, *nodes_to_exclude})
 
     # Histogram calibrators print progress to stdout.
     with _quiet(logging.getLogger()), contextlib.redirect_stdout(io.StringIO()):
@@ -321,9 +365,12 @@ def quantize_static_file(
             calibrate_method=getattr(CalibrationMethod, settings.calibrate_method),
             calibration_providers=["CPUExecutionProvider"],
             extra_options=settings.extra_options(),
+            nodes_to_exclude=excluded,
         )
     record = settings.record()
     record["calibration"] = {**calibration.record, "providers": ["CPUExecutionProvider"], "batch_size": 1}
+    record["excluded_activation_matmuls"] = len(const_b_excluded)
+    record["excluded_nodes"] = sorted(set(nodes_to_exclude))
     return record
 
 

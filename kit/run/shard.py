@@ -75,6 +75,8 @@ H2D_BYTES_PER_S = 5e9
 ORT_EXPORT_FIXED_S = 2.0
 ORT_EXPORT_S_PER_PARAM = 30e-9  # torch.onnx.export + serialisation
 ORT_QUANTIZE_S_PER_PARAM = 20e-9
+ORT_FUSE_FIXED_S = 1.0  # load, the attention pre-pass, optimize_model, the output check, save
+ORT_FUSE_S_PER_PARAM = 10e-9
 ORT_CALIBRATION_PASSES = 16
 BNB_LOAD_S_PER_PARAM = 16e-9  # state dict round trip through transformers' quantizing loader
 TORCH_QUANTIZE_S_PER_PARAM = 2e-9
@@ -163,6 +165,7 @@ def _prepare_s_of(step: str, params: int, forward_s: float) -> float:
     """Seconds of one prepare step (kit.paths.base.PREPARE_STEPS)."""
     price = {
         "onnx-export": ORT_EXPORT_FIXED_S + ORT_EXPORT_S_PER_PARAM * params,
+        "ort-fuse": ORT_FUSE_FIXED_S + ORT_FUSE_S_PER_PARAM * params,
         "ort-quantize": ORT_QUANTIZE_S_PER_PARAM * params,
         "ort-calibrate": ORT_CALIBRATION_PASSES * forward_s,
         "bnb-load": BNB_LOAD_S_PER_PARAM * params,
