@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("kit.commands.report", ("report",)),
     ("kit.commands.compare", ("compare",)),
     ("kit.commands.compare_int8", ("compare_int8",)),
+    ("kit.commands.diagnose", ("diagnose",)),
     ("kit.commands.merge", ("merge",)),
     ("kit.commands.init", ("init",)),
 )

@@ -45,6 +45,7 @@ KINDS: dict[str, str] = {
     "verdicts": "verdicts.schema.json",
     "findings": "findings.schema.json",
     "accuracy": "accuracy.schema.json",
+    "diagnosis": "diagnosis.schema.json",
 }
 # Bounds of the strict reader. A result document is tens of KiB and the study's largest claim
 # file under 1 MiB; 64 MiB leaves room for any honest document and stops an endless or huge file
