@@ -86,7 +86,8 @@ def test_fused_operator_counts_are_recorded_in_the_document(tmp_path: Path) -> N
     from kit.results.store import Cell
     from kit.run.cell import RunOptions, measure_cell
 
-    doc = measure_cell(Cell("tiny-vit", "ort-fp32", "cpu", 1), RunOptions(out_dir=str(tmp_path), profile="quick"))
+    opts = RunOptions(out_dir=str(tmp_path), profile="quick", path_options={"fusion": True})
+    doc = measure_cell(Cell("tiny-vit", "ort-fp32", "cpu", 1), opts)
     assert doc["status"] == "ok", doc.get("reason")
     fusion = doc["path_info"]["fusion"]
     assert fusion["applied"] is True
@@ -108,13 +109,23 @@ def test_fused_operator_counts_are_recorded_in_the_document(tmp_path: Path) -> N
 def test_the_fused_fp32_graph_agrees_with_pytorch(family: str, cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec(family)
     reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
-    out, details = _prepare("ort-fp32", spec, cache_dir, tmp_path)
+    out, details = _prepare("ort-fp32", spec, cache_dir, tmp_path, fusion=True)
     fidelity = compare_outputs(reference, out, classifier=spec.head == "classifier")
     assert fidelity["finite"] and fidelity["cosine"] >= FUSION_CHECK_COSINE, fidelity
     fusion = details["fusion"]
     assert fusion["applied"] and fusion["fused_ops_in_graph"].get("SkipLayerNormalization", 0) > 0
     fused_attention = "MultiHeadAttention" in _contrib_ops(details["model_file"])
     assert fused_attention == ATTENTION_FUSES[family], fusion["fused_ops_in_graph"]
+
+
+def test_the_default_is_off_on_the_cpu_provider_and_on_for_cuda(cache_dir: Path, tmp_path: Path) -> None:
+    from kit.paths.onnxruntime import default_fusion
+
+    _, details = _prepare("ort-int8-dynamic", tiny_spec("vit"), cache_dir, tmp_path)
+    assert details["fusion"]["applied"] is False and "off by default on the CPU provider" in details["fusion"]["why"]
+    assert _contrib_ops(details["model_file"]) == set()
+    assert default_fusion("CUDAExecutionProvider")[0] is True
+    assert default_fusion("TensorrtExecutionProvider")[0] is False
 
 
 def test_fusion_false_switches_it_off_and_says_so(cache_dir: Path, tmp_path: Path) -> None:
@@ -134,7 +145,11 @@ def test_fused_and_unfused_models_never_share_a_cache_entry(cache_dir: Path, tmp
     spec = tiny_spec("deit")
     seen: dict[tuple[str, str], str] = {}
     for path in ("ort-fp32", "ort-int8-dynamic"):
-        for key, options in (("on", {}), ("off", {"fusion": False}), ("packed", {"fusion_attention": "Attention"})):
+        for key, options in (
+            ("on", {"fusion": True}),
+            ("off", {"fusion": False}),
+            ("packed", {"fusion": True, "fusion_attention": "Attention"}),
+        ):
             seen[(path, key)] = _prepare(path, spec, cache_dir, tmp_path, **options)[1]["model_file"]
     assert len(set(seen.values())) == len(seen), seen
     # The packed Attention op really is another graph.
@@ -174,15 +189,19 @@ def test_a_bad_fusion_value_on_the_command_line_is_one_line_and_exit_2(tmp_path:
 # --------------------------------------------------------------------------- INT8 on the fused graph
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("family", VIT_FAMILIES)
-def test_static_qdq_on_the_fused_graph_keeps_its_fidelity(family: str, cache_dir: Path, tmp_path: Path) -> None:
+def test_static_qdq_keeps_its_fidelity(family: str, fused: bool, cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec(family)
     reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
-    out, details = _prepare("ort-int8-static-qdq", spec, cache_dir, tmp_path)
+    out, details = _prepare("ort-int8-static-qdq", spec, cache_dir, tmp_path, fusion=fused)
     fidelity = compare_outputs(reference, out, classifier=spec.head == "classifier")
     assert fidelity["finite"] and np.any(out), fidelity
     assert fidelity["cosine"] >= STATIC_COSINE, fidelity
-    assert details["fusion"]["applied"] and details["sanity"]["finite"] and not details["sanity"]["all_zero"]
+    assert details["sanity"]["finite"] and not details["sanity"]["all_zero"]
+    assert details["fusion"]["applied"] is fused
+    if not fused:
+        return
     ops = _ops(details["model_file"])
     # Quantized after fusion: the QDQ pairs and the fused ops are in the same file, and every
     # projection MatMul (MultiHeadAttention leaves them outside the op) got its DequantizeLinear.
@@ -194,7 +213,7 @@ def test_static_qdq_on_the_fused_graph_keeps_its_fidelity(family: str, cache_dir
 def test_dynamic_int8_on_the_fused_graph_quantizes_every_projection(cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec("vit")
     reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
-    out, details = _prepare("ort-int8-dynamic", spec, cache_dir, tmp_path)
+    out, details = _prepare("ort-int8-dynamic", spec, cache_dir, tmp_path, fusion=True)
     fidelity = compare_outputs(reference, out, classifier=True)
     assert fidelity["cosine"] >= STATIC_COSINE, fidelity
     ops = _ops(details["model_file"])

@@ -1,9 +1,10 @@
 """ONNX Runtime static QDQ INT8 (``ort-int8-static-qdq``), diagnosed with ORT's own tooling.
 
-The FP32 graph is the kit's checked export (`kit.export.onnx_export.get_or_export`) after ORT's
-transformer fusions (`kit.export.ort_optimize.get_or_fuse`), the graph the path quantizes by
-default; the QDQ graph is made by the kit's quantizer with the path's CPU settings and synthetic calibration
-(`kit.quantize.ort_quant.quantize_static_file`, `static_settings_for`, `synthetic_calibration`).
+The FP32 graph is the kit's checked export (`kit.export.onnx_export.get_or_export`), fused by
+`kit.export.ort_optimize.get_or_fuse` where the path fuses by default on the CPU provider
+(`kit.paths.onnxruntime.default_fusion`); the QDQ graph is made by the kit's quantizer with the
+path's CPU settings and synthetic calibration (`kit.quantize.ort_quant.quantize_static_file`,
+`static_settings_for`, `synthetic_calibration`).
 Then, with ``onnxruntime.quantization.qdq_loss_debug``:
 
 * ``modify_model_output_intermediate_tensors`` + ``collect_activations`` save the inputs and
@@ -52,14 +53,19 @@ class OrtStaticBackend:
     def __init__(self, spec: ModelSpec, build: Any, fingerprint: str, cache_dir: str | None) -> None:
         from kit.export.onnx_export import INPUT_NAME, get_or_export
         from kit.export.ort_optimize import FusionSettings, get_or_fuse
+        from kit.paths.onnxruntime import default_fusion
         from kit.quantize.ort_quant import quantize_static_file, static_settings_for, synthetic_calibration
 
         self.spec = spec
         self._tmp = tempfile.TemporaryDirectory(prefix="qkit-diagnose-ort-")
         self.work = Path(self._tmp.name)
         self.export = get_or_export(spec, build, cache_dir or str(self.work / "cache"), fingerprint)
-        # The graph the path quantizes: the export after ORT's transformer fusions (the path's default).
-        self.base_path, self.fusion = get_or_fuse(self.export, spec, FusionSettings())
+        # The graph the path quantizes by default on the CPU provider: fused or as exported.
+        self.base_path = self.export.onnx_path
+        self.fusion: dict[str, Any] = {"applied": False, "why": default_fusion("CPUExecutionProvider")[1]}
+        if default_fusion("CPUExecutionProvider")[0]:
+            self.base_path, record = get_or_fuse(self.export, spec, FusionSettings())
+            self.fusion = {"applied": True, **record}
         self.settings = static_settings_for("CPUExecutionProvider")
         self.calibration = synthetic_calibration(spec, self.settings.samples)
         self.qdq_path = self.work / "qdq" / "model.onnx"

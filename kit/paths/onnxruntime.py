@@ -30,11 +30,11 @@ and ``fusion_attention`` (below).
 
 Fusions (``fusion``, `kit.export.ort_optimize`): ORT's transformer optimizer (BiasGelu,
 SkipLayerNormalization, MultiHeadAttention) is applied to the export once, cached, and every
-path derives from the fused graph, FP32 and INT8 alike, so ratios compare like with like.
-Default: on for the CPU and CUDA providers (ViT-B/16 batch 1 on CPU: faster FP32 and INT8, the
-fused graph checked against the unfused one at cosine >= 0.9999); off for TensorRT, which does
-its own fusions and does not take ORT's com.microsoft contrib ops (they would fall to the CUDA
-provider). ``fusion=false`` measures the export as exported. ``path_info.fusion`` records what
+path derives from the fused graph, FP32 and INT8 alike, so ratios compare like with like; the
+fused graph is checked against the unfused one at cosine >= 0.9999. Default (`default_fusion`):
+off on the CPU provider, where it measured slower than ORT's own session-level fusions; on for
+CUDA; off for TensorRT, which does its own fusions and does not take ORT's com.microsoft contrib
+ops (they would fall to the CUDA provider). ``fusion=true|false`` decides it. ``path_info.fusion`` records what
 was applied (or why not): optimizer, ORT version, options, fused operator counts, the check.
 """
 
@@ -93,6 +93,27 @@ EXPORTERS = ("dynamo", "legacy")
 FUSION_ATTENTION = ("MultiHeadAttention", "Attention", "none")  # kit.export.ort_optimize.ATTENTION_OPS
 
 
+def default_fusion(provider: str) -> tuple[bool, str]:
+    """Whether a provider's cells run the fused graph when no ``fusion`` option is given, and why.
+
+    CPU: off. Measured on the reference 2-core Xeon (AVX512-VNNI, AMX; ORT 1.32), ViT-B/16 batch 1,
+    each cell in its own process: fused against unfused FP32 143 vs 139 ms, dynamic INT8 47.8 vs
+    37.2 ms, static QDQ 51.6 vs 45.5 ms. ORT's session-level optimizer already fuses what pays on
+    the unfused graph; the offline SkipLayerNormalization (24 nodes, 9.9 ms against 4.5 ms for the
+    LayerNormalization + Add it replaces) and MultiHeadAttention (10.1 ms against 10.5) kernels gain
+    nothing there. ``fusion=true`` applies them (another CPU may differ: `make bench` reports both).
+    CUDA: on (ORT's fused attention and SkipLayerNorm kernels are its documented fast path on GPUs;
+    not measured here). TensorRT: off (it fuses itself and does not take com.microsoft ops)."""
+    if provider == "CUDAExecutionProvider":
+        return True, "on by default on the CUDA provider"
+    if provider == "TensorrtExecutionProvider":
+        return False, "off by default on TensorRT: it fuses itself and does not take ORT's com.microsoft ops"
+    return False, (
+        "off by default on the CPU provider: slower than ORT's own session-level fusions on the reference "
+        "Xeon (ViT-B/16 dynamic INT8 47.8 vs 37.2 ms); fusion=true applies it"
+    )
+
+
 def _provider(value: Any) -> str:
     text = parse_text(value)
     provider_name(text)  # ValueError naming the valid providers
@@ -120,7 +141,7 @@ class OrtOptions(PathOptions):
     dynamic_reduce_range: bool | None = opt(None, parse_bool)
     trt_fp16: bool = opt(True, parse_bool, "INT8 on TensorRT: FP16 for the layers left unquantized")
     fusion: bool | None = opt(
-        None, parse_bool, "ORT transformer fusions before FP32/INT8 (default: on, off for TensorRT)"
+        None, parse_bool, "ORT transformer fusions before FP32/INT8 (default: on for CUDA, off for CPU and TensorRT)"
     )
     fusion_attention: str | None = opt(
         None, parse_text, "MultiHeadAttention | Attention | none (default MultiHeadAttention)"
@@ -287,15 +308,10 @@ class OrtPath(PrecisionPath):
 
     def _base(self, ctx: PrepareContext, export: Any, provider: str, opts: OrtOptions) -> ModelBase:
         """The graph the path derives its model from: the fused export, or the export as is."""
-        wanted = opts.fusion
-        if wanted is None:
-            wanted = provider != "TensorrtExecutionProvider"
+        wanted, why = (
+            (opts.fusion, "off by option (fusion=false)") if opts.fusion is not None else default_fusion(provider)
+        )
         if not wanted:
-            why = (
-                "off by option (fusion=false)"
-                if opts.fusion is False
-                else "off by default on TensorRT: it fuses itself and does not take ORT's com.microsoft ops"
-            )
             return ModelBase(export.onnx_path, export.external_data, "", {"applied": False, "why": why})
         from kit.export.ort_optimize import FusionFailed, FusionSettings, fusion_digest, get_or_fuse
 
