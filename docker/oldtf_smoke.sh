@@ -17,15 +17,21 @@
 #
 # Both then run the smoke tests: every kit module imports (a module that needs a package the venv
 # leaves out is reported and skipped), `qkit --help`, and `pytest -m 'not slow'` on the tests in
-# OLDTF_TESTS that exist (default tests/test_models.py). A venv is rebuilt only when what goes
-# into it changes (OLDTF_REBUILD=1 forces it); the kit is reinstalled when pyproject.toml changes.
+# OLDTF_TESTS that exist (default tests/test_models.py; cuda-stack adds tests/test_optimum_route.py).
+# A venv is rebuilt only when what goes into it changes (OLDTF_REBUILD=1 forces it); the kit is
+# reinstalled when pyproject.toml changes.
 # Environment: OLDTF_VENV, OLDTF_PYTHON, OLDTF_TORCH (oldtf only), OLDTF_TESTS, OLDTF_REBUILD.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${1:-oldtf}
 LOCK=docker/requirements-cuda.lock
-TESTS=${OLDTF_TESTS:-tests/test_models.py}
+# cuda-stack also runs optimum's route: optimum is in the CUDA lock only (it cannot install beside
+# the CPU lock's transformers 5), so this venv is where its export/quantize test really runs.
+case "$MODE" in
+    cuda-stack) TESTS=${OLDTF_TESTS:-tests/test_models.py tests/test_optimum_route.py} ;;
+    *) TESTS=${OLDTF_TESTS:-tests/test_models.py} ;;
+esac
 
 find_python() {  # find_python 3.11 -> an interpreter of that version (a pyenv shim may lie)
     local v=$1 exe
@@ -63,8 +69,11 @@ case "$MODE" in
     cuda-stack)
         VENV_DIR=${OLDTF_VENV:-.venv-cudastack}
         TORCH_PIN=$(grep -E '^torch==' "$LOCK" | cut -d' ' -f1)
-        PYTHON=${OLDTF_PYTHON:-$(find_python 3.10)} \
-            || { echo "oldtf: cuda-stack needs a CPython 3.10 (set OLDTF_PYTHON)" >&2; exit 2; }
+        # No CPython 3.10 here: uv (when on PATH) finds or installs a standalone build of it.
+        PYTHON=${OLDTF_PYTHON:-$(find_python 3.10 \
+                  || { command -v uv >/dev/null && { uv python find 3.10 2>/dev/null \
+                       || { uv python install 3.10 >&2 && uv python find 3.10; }; }; })} \
+            || { echo "oldtf: cuda-stack needs a CPython 3.10 (set OLDTF_PYTHON, or put uv on PATH)" >&2; exit 2; }
         # The lock's PyPI pins, TensorRT left out; pins from other indexes through their stand-in
         # when it is the same package (same version, PyPI's build).
         grep -E '^[A-Za-z0-9]' "$LOCK" | grep -v '# index:' | grep -v -E '^tensorrt' \

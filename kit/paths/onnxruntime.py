@@ -43,7 +43,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -90,6 +90,7 @@ DEFAULT_CALIBRATION_SAMPLES = 8
 CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
 QUANT_TYPES = ("QInt8", "QUInt8")
 EXPORTERS = ("dynamo", "legacy")
+ROUTES = ("kit", "optimum")  # kit.export.onnx_export + kit.quantize, or kit.export.optimum_route
 FUSION_ATTENTION = ("MultiHeadAttention", "Attention", "none")  # kit.export.ort_optimize.ATTENTION_OPS
 
 
@@ -143,6 +144,9 @@ class OrtOptions(PathOptions):
     fusion: bool | None = opt(
         None, parse_bool, "ORT transformer fusions before FP32/INT8 (default: on for CUDA, off for CPU and TensorRT)"
     )
+    route: str = opt("kit", parse_text, "kit | optimum (optimum's exporter, ORTOptimizer, ORTQuantizer)")
+    optimum_optimize: bool = opt(False, parse_bool, "route=optimum: ORTOptimizer (level optimum_level) first")
+    optimum_level: int = opt(2, parse_int, "route=optimum: ORTOptimizer's optimization level (0-4)")
     fusion_attention: str | None = opt(
         None, parse_text, "MultiHeadAttention | Attention | none (default MultiHeadAttention)"
     )
@@ -153,6 +157,9 @@ class OrtOptions(PathOptions):
         choice("static_activation_type", self.static_activation_type, QUANT_TYPES)
         choice("dynamic_weight_type", self.dynamic_weight_type, QUANT_TYPES)
         choice("fusion_attention", self.fusion_attention, FUSION_ATTENTION)
+        choice("route", self.route, ROUTES)
+        if not 0 <= self.optimum_level <= 4:
+            raise ValueError(f"optimum_level={self.optimum_level}: expected 0-4")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise ValueError(f"intra_op_threads={self.intra_op_threads}: expected >= 1")
         if self.calibration_samples < 1:
@@ -224,36 +231,32 @@ class OrtPath(PrecisionPath):
         opts = self.options(ctx)
         assert isinstance(opts, OrtOptions)
         provider = self._provider(ctx, opts)
-        export = self._export(ctx, opts)
-        base = self._base(ctx, export, provider, opts)
-        model_path, method, made_here = self.make_model(ctx, export, provider, opts, base)
+        source = self._model_source(ctx, opts, provider)
+        model_path = source.model_path
         providers = provider_list(provider, self.kind, ctx, opts)
         options = session_options(opts.intra_op_threads)
         session = self._session(model_path, options, providers, provider)
         info = session_record(session, options, _requested_options(providers))
         input_name = session.get_inputs()[0].name
         sanity = _sanity_check(session, input_name, ctx, self.name)
-        fp32_bytes = _file_bytes(export.onnx_path)
+        fp32_bytes = source.fp32_bytes
         size = _file_bytes(model_path)
         details = {
-            "method": self.method_text(provider),
+            "method": self.method_text(provider) if source.route == "kit" else _OPTIMUM_METHOD[self.kind],
             "dtype": self.dtype_text(),
             "framework": "onnxruntime",
             **info,
             "provider_requested": provider,
-            "export": _export_summary(export),
-            "fusion": base.fusion,
-            "quantization": method.get("quantization"),
-            "model_transform": method.get("transform"),
+            "route": source.route,
+            "export": source.export,
+            "fusion": source.fusion,
+            "quantization": source.quantization,
+            "model_transform": source.transform,
             "model_file": str(model_path),
             "model_file_bytes": size,
             "fp32_file_bytes": fp32_bytes,
             "size_ratio_vs_fp32_file": size / fp32_bytes if fp32_bytes else None,
-            "made_in_this_cell": {
-                "export": not export.record.get("cache_hit"),
-                "fusion": bool(base.fusion.get("applied") and not base.fusion.get("cache_hit")),
-                "model": made_here,
-            },
+            "made_in_this_cell": source.made,
             "timing": CPU_TIMING if provider == "CPUExecutionProvider" else CUDA_TIMING,
             "sanity": sanity,
         }
@@ -263,18 +266,66 @@ class OrtPath(PrecisionPath):
         """The export, its fused graph and the path's model in the cache; no session opened."""
         opts = self.options(ctx)
         assert isinstance(opts, OrtOptions)
-        provider = self._provider(ctx, opts)
+        source = self._model_source(ctx, opts, self._provider(ctx, opts))
+        return {"model_file": str(source.model_path), "made": source.made}
+
+    def _model_source(self, ctx: PrepareContext, opts: OrtOptions, provider: str) -> ModelSource:
+        """The ONNX model the session will load, by the kit's route or optimum's, and its record."""
+        if opts.route == "optimum":
+            return self._optimum_source(ctx, opts)
         export = self._export(ctx, opts)
         base = self._base(ctx, export, provider, opts)
-        model_path, _method, made_here = self.make_model(ctx, export, provider, opts, base)
-        return {
-            "model_file": str(model_path),
-            "made": {
+        model_path, method, made_here = self.make_model(ctx, export, provider, opts, base)
+        return ModelSource(
+            route="kit",
+            model_path=model_path,
+            export=_export_summary(export),
+            fusion=base.fusion,
+            quantization=method.get("quantization"),
+            transform=method.get("transform"),
+            fp32_bytes=_file_bytes(export.onnx_path),
+            made={
                 "export": not export.record.get("cache_hit"),
                 "fusion": bool(base.fusion.get("applied") and not base.fusion.get("cache_hit")),
                 "model": made_here,
             },
-        }
+        )
+
+    def _optimum_source(self, ctx: PrepareContext, opts: OrtOptions) -> ModelSource:
+        from kit.export.optimum_route import OptimumFailed, OptimumUnavailable, optimum_model
+
+        kind: Literal["fp32", "int8-dynamic"]
+        if self.kind == "fp32":
+            kind = "fp32"
+        elif self.kind == "int8-dynamic":
+            kind = "int8-dynamic"
+        else:
+            raise PathUnavailable(f"route=optimum offers ort-fp32 and ort-int8-dynamic, not {self.name}")
+        try:
+            model_path, rec = optimum_model(ctx, kind, opts.optimum_optimize, level=opts.optimum_level)
+        except OptimumUnavailable as exc:
+            raise PathUnavailable(str(exc)) from None
+        except OptimumFailed as exc:
+            raise PathFailed(str(exc)) from None
+        export = rec.get("export") or {}
+        return ModelSource(
+            route="optimum",
+            model_path=model_path,
+            export={
+                "exporter": export.get("exporter"),
+                "exporter_version": f"optimum {(rec.get('versions') or {}).get('optimum')}",
+                "opset": rec.get("opset"),
+                "task": export.get("task"),
+                "check": export.get("check"),
+                "cache_hit": rec.get("cache_hit"),
+                "cache_entry": rec.get("cache_entry"),
+            },
+            fusion={"applied": False, "why": "route=optimum: ORTOptimizer's own fusions are in model_transform"},
+            quantization=rec.get("quantization"),
+            transform=rec.get("optimization"),
+            fp32_bytes=int(rec.get("fp32_file_bytes") or 0),
+            made={"export": not rec.get("cache_hit"), "fusion": False, "model": not rec.get("cache_hit")},
+        )
 
     # ----------------------------------------------------------------- steps
 
@@ -397,6 +448,27 @@ def _file_bytes(path: Path) -> int:
     from kit.export.onnx_export import onnx_file_bytes
 
     return onnx_file_bytes(path)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model file a session loads and where it came from (the record ``details`` shows)."""
+
+    route: str
+    model_path: Path
+    export: dict[str, Any]
+    fusion: dict[str, Any]
+    quantization: dict[str, Any] | None
+    transform: dict[str, Any] | None
+    fp32_bytes: int
+    made: dict[str, bool]
+
+
+_OPTIMUM_METHOD = {
+    "fp32": "optimum's ONNX exporter (onnx_export_from_model), optionally ORTOptimizer (model_transform)",
+    "int8-dynamic": "optimum's ONNX exporter, then ORTQuantizer with AutoQuantizationConfig.avx512_vnni "
+    "(is_static=False; settings in quantization)",
+}
 
 
 def _export_summary(export: Any) -> dict[str, Any]:
