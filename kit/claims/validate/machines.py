@@ -12,7 +12,7 @@ from kit.claims.load import Claim
 from kit.claims.validate.values import dig
 from kit.claims.validate.verdict import JUDGED
 from kit.hardware.gpus import same_hardware_name
-from kit.hardware.machine import short_name
+from kit.hardware.machine import cpu_name, gpu_name, short_name
 
 
 @dataclass(frozen=True, order=True)
@@ -31,12 +31,12 @@ ANYWHERE = Machine("any", "any machine")
 
 
 def machine_of(doc: dict[str, Any]) -> Machine:
+    """The machine a document was measured on, named as everywhere (`kit.hardware.machine`)."""
     device = dig(doc, "cell", "device") or "?"
+    environment = doc.get("environment")
     if device == "cuda":
-        name = dig(doc, "environment", "gpu", "name")
-        return Machine("cuda", name if isinstance(name, str) and name else "unknown GPU")
-    name = dig(doc, "environment", "cpu", "model")
-    return Machine(device, name if isinstance(name, str) and name else "unknown CPU")
+        return Machine("cuda", gpu_name(environment) or "unknown GPU")
+    return Machine(device, cpu_name(environment) or "unknown CPU")
 
 
 def machine_list(results: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
