@@ -491,7 +491,7 @@ class BnbInt8(BnbPath):
     method = "LLM.int8 (bitsandbytes)"
     precision = math_class = "int8"
     # Slow CPU kernels; LLM.int8's outlier decomposition is slower than FP16 at batch 1.
-    cost = per_device(cpu=6.0, cuda=1.5)
+    cost = per_device(cpu=1.1, cuda=1.5)
     order = 50
 
     def method_text(self, s: dict[str, Any]) -> str:
@@ -507,7 +507,7 @@ class BnbInt8(BnbPath):
 
 class _Bnb4Bit(BnbPath):
     precision = math_class = "int4"
-    cost = per_device(cpu=4.0, cuda=0.8)
+    cost = per_device(cpu=1.7, cuda=0.8)
 
     def method_text(self, s: dict[str, Any]) -> str:
         return (

@@ -552,7 +552,7 @@ class OrtFP32(OrtPath):
     description = "ONNX Runtime FP32 on the checked ONNX export (CPU, CUDA or TensorRT provider)"
     method = "FP32 (ONNX Runtime)"
     precision = math_class = "fp32"
-    cost = per_device(cpu=0.9, cuda=0.6)
+    cost = per_device(cpu=0.8, cuda=0.6)
     order = 80
 
     def method_text(self, provider: str) -> str:
@@ -640,7 +640,7 @@ class OrtInt8Dynamic(OrtPath):
     description = "ONNX Runtime dynamic INT8 (quantize_dynamic: int8 weights, activations quantized per run)"
     method = "dynamic INT8 (ONNX Runtime quantize_dynamic)"
     precision = math_class = "int8"
-    cost = per_device(cpu=0.7)
+    cost = per_device(cpu=0.3)
     prepare_steps = ("onnx-export", "ort-fuse", "ort-quantize")
     order = 100
 
@@ -689,7 +689,7 @@ class OrtInt8StaticQDQ(OrtPath):
     description = "ONNX Runtime static INT8 in QDQ format (quantize_static, calibrated activation ranges)"
     method = "static INT8, QDQ (ONNX Runtime quantize_static)"
     precision = math_class = "int8"
-    cost = per_device(cpu=0.6, cuda=0.8)
+    cost = per_device(cpu=0.35, cuda=0.8)
     prepare_steps = ("onnx-export", "ort-fuse", "ort-quantize", "ort-calibrate")
     order = 110
 

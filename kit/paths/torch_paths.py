@@ -201,7 +201,7 @@ class TorchBF16(TorchFloatPath):
     method = "BF16 (PyTorch)"
     precision = math_class = "bf16"
     # BF16 is native on AVX512-BF16/AMX CPUs, emulated elsewhere.
-    cost = per_device(cpu=1.5, cuda=0.4)
+    cost = per_device(cpu=0.4, cuda=0.4)
     order = 30
 
 
@@ -223,7 +223,7 @@ class TorchInt8Dynamic(PrecisionPath):
     description = "torch.ao dynamic quantization of nn.Linear to qint8 (CPU only; seed 004's method)"
     method = "dynamic INT8 (torch.ao quantize_dynamic)"
     precision = math_class = "int8"
-    cost = per_device(cpu=0.8)
+    cost = per_device(cpu=0.55)
     prepare_steps = ("torch-quantize",)
     order = 40
     baseline = "torch-fp32"
