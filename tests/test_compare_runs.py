@@ -122,13 +122,22 @@ def _with_inference_memory(docs: list[dict[str, Any]], mb: float) -> list[dict[s
     return out
 
 
+def _without_phases(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Documents as written before memory phases existed (only the whole-cell peak)."""
+    out = copy.deepcopy(docs)
+    for d in out:
+        d["memory"].pop("phases", None)
+    return out
+
+
 def test_memory_is_compared_in_the_inference_phase_when_both_sides_have_it(docs: list[dict[str, Any]]) -> None:
-    old = compare_docs(docs, docs)  # documents older than memory phases: the whole-cell peak, named so
+    assert {c.memory_phase for c in compare_docs(docs, docs).cells} == {"inference"}  # the reference has phases
+    old = compare_docs(_without_phases(docs), _without_phases(docs))  # older documents: the whole-cell peak
     assert {c.memory_phase for c in old.cells} == {"whole-cell peak"}
     a, b = _with_inference_memory(docs, 200.0), _with_inference_memory(docs, 300.0)
     cmp = compare_docs(a, b)
     assert {c.memory_phase for c in cmp.cells} == {"inference"}
     assert all(c.memory_ratio is not None and c.memory_verdict == "higher" for c in cmp.cells)
     # One side without phases: both fall back to the whole cell, never two phases in one ratio.
-    mixed = compare_docs(docs, b)
+    mixed = compare_docs(_without_phases(docs), b)
     assert {c.memory_phase for c in mixed.cells} == {"whole-cell peak"}
