@@ -30,6 +30,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from support.prepare import prepare_context, torch_output  # noqa: E402
+
 from kit.errors import BadInput  # noqa: E402
 from kit.export.onnx_export import (  # noqa: E402
     EXPORT_CHECK_COSINE,
@@ -42,10 +44,10 @@ from kit.export.onnx_export import (  # noqa: E402
 )
 from kit.export.ort_runtime import probe_provider, resolve_provider, session_options  # noqa: E402
 from kit.measure.fidelity import compare_outputs  # noqa: E402
-from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint  # noqa: E402
+from kit.models.build import build_model, example_inputs, weights_fingerprint  # noqa: E402
 from kit.models.tiny import TINY_FAMILIES, tiny_spec  # noqa: E402
 from kit.paths import onnxruntime as onnxruntime_paths  # noqa: E402
-from kit.paths.base import PathFailed, PathUnavailable, PrepareContext, check_path_options, get_path  # noqa: E402
+from kit.paths.base import PathFailed, PathUnavailable, check_path_options, get_path  # noqa: E402
 from kit.paths.onnxruntime import OrtOptions  # noqa: E402
 from kit.quantize import ort_quant  # noqa: E402
 
@@ -62,26 +64,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("onnx-cache")
 
 
-def _ctx(spec: Any, cache: Path, work: Path, device: str = "cpu", **options: Any) -> PrepareContext:
-    return PrepareContext(
-        spec=spec,
-        device=device,
-        batch_size=1,
-        build_float_model=lambda: build_model(spec, "random", 0)[0],
-        work_dir=str(work),
-        cache_dir=str(cache),
-        weights_fingerprint=weights_fingerprint(spec, "random", 0),
-        options=options,
-    )
-
-
-def _torch_output(spec: Any, pixels: np.ndarray) -> np.ndarray:
-    import torch
-
-    model, _ = build_model(spec, "random", 0)
-    return output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
-
-
 # --------------------------------------------------------------------------- every family
 
 
@@ -91,9 +73,9 @@ def test_each_family_exports_and_every_ort_path_agrees_with_pytorch(
 ) -> None:
     spec = tiny_spec(family)
     pixels = example_inputs(spec, 4, seed=1235)
-    reference = _torch_output(spec, pixels)
+    reference = torch_output(spec, pixels)
     for name in ORT_PATHS:
-        prepared = get_path(name).prepare(_ctx(spec, cache_dir, tmp_path))
+        prepared = get_path(name).prepare(prepare_context(spec, cache_dir, tmp_path))
         try:
             fidelity = compare_outputs(reference, prepared.run(pixels), classifier=spec.head == "classifier")
             timed = prepared.make_timed_call(example_inputs(spec, 1, seed=1234))
@@ -219,13 +201,13 @@ def test_a_corrupt_cached_model_fails_the_cell_with_one_line(cache_dir: Path, tm
     spec = tiny_spec("vit")
     private = tmp_path / "cache"
     shutil.copytree(cache_dir, private)
-    prepared = get_path("ort-int8-dynamic").prepare(_ctx(spec, private, tmp_path))
+    prepared = get_path("ort-int8-dynamic").prepare(prepare_context(spec, private, tmp_path))
     model_file = Path(prepared.details["model_file"])
     prepared.close()
     size = model_file.stat().st_size
     model_file.write_bytes(b"\x00" * size)  # same size: only loading it can tell
     with pytest.raises(PathFailed) as info:
-        get_path("ort-int8-dynamic").prepare(_ctx(spec, private, tmp_path))
+        get_path("ort-int8-dynamic").prepare(prepare_context(spec, private, tmp_path))
     assert "\n" not in str(info.value) and str(model_file) in str(info.value)
 
 
@@ -282,7 +264,7 @@ def test_options_are_typed_from_command_line_spellings() -> None:
 
 def test_tensorrt_asked_on_cpu_is_a_skipped_cell(tmp_path: Path) -> None:
     with pytest.raises(PathUnavailable, match="does not run on device cpu"):
-        get_path("ort-fp32").prepare(_ctx(tiny_spec("vit"), tmp_path, tmp_path, provider="tensorrt"))
+        get_path("ort-fp32").prepare(prepare_context(tiny_spec("vit"), tmp_path, tmp_path, provider="tensorrt"))
 
 
 @pytest.mark.skipif(CUDA_EP_HERE, reason="this onnxruntime has the CUDA provider")
@@ -295,7 +277,7 @@ def test_cuda_provider_on_a_cpu_only_machine_is_skipped_with_the_reason(name: st
     ok, why = path.available("cuda")
     assert not ok and "CUDAExecutionProvider" in why
     with pytest.raises(PathUnavailable, match="CUDAExecutionProvider"):
-        path.prepare(_ctx(tiny_spec("vit"), tmp_path, tmp_path, device="cuda"))
+        path.prepare(prepare_context(tiny_spec("vit"), tmp_path, tmp_path, device="cuda"))
     doc = measure_cell(Cell("tiny-vit", name, "cuda", 1), RunOptions(out_dir=str(tmp_path), profile="quick"))
     assert doc["status"] == "skipped" and "CUDAExecutionProvider" in doc["reason"]
 
@@ -320,7 +302,7 @@ def test_static_qdq_calibrates_on_an_image_folder_and_records_it(cache_dir: Path
         Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(images / f"{i}.png")
     spec = tiny_spec("vit")
     prepared = get_path("ort-int8-static-qdq").prepare(
-        _ctx(spec, cache_dir, tmp_path, calibration_dir=str(images), calibration_samples="2")
+        prepare_context(spec, cache_dir, tmp_path, calibration_dir=str(images), calibration_samples="2")
     )
     prepared.close()
     calibration = prepared.details["quantization"]["calibration"]
@@ -329,7 +311,7 @@ def test_static_qdq_calibrates_on_an_image_folder_and_records_it(cache_dir: Path
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(PathUnavailable, match="holds no images"):
-        get_path("ort-int8-static-qdq").prepare(_ctx(spec, cache_dir, tmp_path, calibration_dir=str(empty)))
+        get_path("ort-int8-static-qdq").prepare(prepare_context(spec, cache_dir, tmp_path, calibration_dir=str(empty)))
 
 
 # --------------------------------------------------------------------------- full size

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.prepare import prepare_context
 
 from kit.export.optimum_route import (
     OptimumUnavailable,
@@ -172,20 +173,8 @@ def test_optimizer_refuses_model_types_it_does_not_know(tmp_path: Path) -> None:
     assert cosine(run_onnx(path, x), expected) > 0.9999
 
 
-def _path_ctx(tmp_path: Path, **options: Any) -> Any:
-    from kit.paths.base import PrepareContext
-
-    spec = tiny_spec("vit")
-    return PrepareContext(
-        spec=spec,
-        device="cpu",
-        batch_size=1,
-        build_float_model=lambda: build_model(spec, "random", 0)[0],
-        work_dir=str(tmp_path),
-        cache_dir=str(tmp_path / "cache"),
-        weights_fingerprint=weights_fingerprint(spec, "random", 0),
-        options=options,
-    )
+def _optimum_ctx(tmp_path: Path) -> Any:
+    return prepare_context(tiny_spec("vit"), tmp_path / "cache", tmp_path, route="optimum")
 
 
 @without_optimum
@@ -193,16 +182,16 @@ def test_route_optimum_is_a_skipped_cell_with_the_reason_here(tmp_path: Path) ->
     from kit.paths.base import PathUnavailable, get_path
 
     with pytest.raises(PathUnavailable, match="optimum is not installed"):
-        get_path("ort-int8-dynamic").prepare(_path_ctx(tmp_path, route="optimum"))
+        get_path("ort-int8-dynamic").prepare(_optimum_ctx(tmp_path))
     with pytest.raises(PathUnavailable, match="route=optimum offers ort-fp32 and ort-int8-dynamic"):
-        get_path("ort-int8-static-qdq").prepare(_path_ctx(tmp_path, route="optimum"))
+        get_path("ort-int8-static-qdq").prepare(_optimum_ctx(tmp_path))
 
 
 @needs_optimum
 def test_route_optimum_through_the_ort_path_records_the_route(tmp_path: Path) -> None:
     from kit.paths.base import get_path
 
-    prepared = get_path("ort-int8-dynamic").prepare(_path_ctx(tmp_path, route="optimum"))
+    prepared = get_path("ort-int8-dynamic").prepare(_optimum_ctx(tmp_path))
     try:
         out = prepared.run(example_inputs(tiny_spec("vit"), 2, seed=1235))
     finally:

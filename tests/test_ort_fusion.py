@@ -20,14 +20,15 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
+from support.prepare import prepare_context, torch_output  # noqa: E402
 
 from kit.cli import main  # noqa: E402
 from kit.errors import BadInput  # noqa: E402
 from kit.export.ort_optimize import FUSION_CHECK_COSINE, canonicalize_attention  # noqa: E402
 from kit.measure.fidelity import compare_outputs  # noqa: E402
-from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint  # noqa: E402
+from kit.models.build import example_inputs  # noqa: E402
 from kit.models.tiny import tiny_spec  # noqa: E402
-from kit.paths.base import PrepareContext, check_path_options, get_path  # noqa: E402
+from kit.paths.base import check_path_options, get_path  # noqa: E402
 
 VIT_FAMILIES = ("vit", "deit", "dino", "dinov2", "beit")
 ATTENTION_FUSES = {"vit": True, "deit": True, "dino": True, "dinov2": False, "beit": False, "mobilevit": True}
@@ -40,28 +41,8 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fusion-cache")
 
 
-def _ctx(spec: Any, cache: Path, work: Path, **options: Any) -> PrepareContext:
-    return PrepareContext(
-        spec=spec,
-        device="cpu",
-        batch_size=1,
-        build_float_model=lambda: build_model(spec, "random", 0)[0],
-        work_dir=str(work),
-        cache_dir=str(cache),
-        weights_fingerprint=weights_fingerprint(spec, "random", 0),
-        options=options,
-    )
-
-
-def _torch_output(spec: Any, pixels: np.ndarray) -> np.ndarray:
-    import torch
-
-    model, _ = build_model(spec, "random", 0)
-    return output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
-
-
 def _prepare(path: str, spec: Any, cache: Path, work: Path, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
-    prepared = get_path(path).prepare(_ctx(spec, cache, work, **options))
+    prepared = get_path(path).prepare(prepare_context(spec, cache, work, **options))
     try:
         out = prepared.run(example_inputs(spec, 4, seed=1235))
     finally:
@@ -108,7 +89,7 @@ def test_fused_operator_counts_are_recorded_in_the_document(tmp_path: Path) -> N
 @pytest.mark.parametrize("family", [*VIT_FAMILIES, "mobilevit"])
 def test_the_fused_fp32_graph_agrees_with_pytorch(family: str, cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec(family)
-    reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
+    reference = torch_output(spec, example_inputs(spec, 4, seed=1235))
     out, details = _prepare("ort-fp32", spec, cache_dir, tmp_path, fusion=True)
     fidelity = compare_outputs(reference, out, classifier=spec.head == "classifier")
     assert fidelity["finite"] and fidelity["cosine"] >= FUSION_CHECK_COSINE, fidelity
@@ -193,7 +174,7 @@ def test_a_bad_fusion_value_on_the_command_line_is_one_line_and_exit_2(tmp_path:
 @pytest.mark.parametrize("family", VIT_FAMILIES)
 def test_static_qdq_keeps_its_fidelity(family: str, fused: bool, cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec(family)
-    reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
+    reference = torch_output(spec, example_inputs(spec, 4, seed=1235))
     out, details = _prepare("ort-int8-static-qdq", spec, cache_dir, tmp_path, fusion=fused)
     fidelity = compare_outputs(reference, out, classifier=spec.head == "classifier")
     assert fidelity["finite"] and np.any(out), fidelity
@@ -212,7 +193,7 @@ def test_static_qdq_keeps_its_fidelity(family: str, fused: bool, cache_dir: Path
 
 def test_dynamic_int8_on_the_fused_graph_quantizes_every_projection(cache_dir: Path, tmp_path: Path) -> None:
     spec = tiny_spec("vit")
-    reference = _torch_output(spec, example_inputs(spec, 4, seed=1235))
+    reference = torch_output(spec, example_inputs(spec, 4, seed=1235))
     out, details = _prepare("ort-int8-dynamic", spec, cache_dir, tmp_path, fusion=True)
     fidelity = compare_outputs(reference, out, classifier=True)
     assert fidelity["cosine"] >= STATIC_COSINE, fidelity

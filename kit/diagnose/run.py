@@ -41,13 +41,10 @@ class Backend(Protocol):
 
 
 def fidelity_meaning(weights: str) -> str:
-    """What the numbers are the error of (the words of kit/run/cell.py's fidelity label)."""
-    if weights == "random":
-        return (
-            "the method's error on untrained (seeded random) weights, not the checkpoint's: which layers "
-            "cost fidelity here need not be the ones that cost the published model's"
-        )
-    return f"the method's error on the weights from {weights}"
+    """What the numbers are the error of: the cells' label (`kit.run.cell.fidelity_meaning`)."""
+    from kit.run.cell import fidelity_meaning as label
+
+    return label(weights, "which layers cost fidelity here need not be the ones that cost the published model's")
 
 
 def check_path(path: str) -> None:

@@ -514,14 +514,21 @@ def _export_legacy(module: Any, x: Any, target: Path, external: bool) -> None:
 def _resave(source: Path, target: Path, external: bool) -> None:
     import onnx
 
-    proto = onnx.load(str(source), load_external_data=True)
+    save_onnx(onnx.load(str(source), load_external_data=True), target, external, location=DATA_FILE)
+
+
+def save_onnx(proto: Any, target: Path, external: bool, location: str | None = None) -> None:
+    """Save a model proto; ``external``: its tensors in one data file beside it (``location``,
+    default ``<name>.data``), as every model over ``EXTERNAL_DATA_THRESHOLD`` is kept."""
+    import onnx
+
     if external:
         onnx.save_model(
             proto,
             str(target),
             save_as_external_data=True,
             all_tensors_to_one_file=True,
-            location=DATA_FILE,
+            location=location or target.name + ".data",
             size_threshold=1024,
         )
     else:

@@ -332,19 +332,9 @@ def _options_record(options: Any) -> dict[str, Any]:
 
 
 def _save(model: Any, dst: Path, external: bool) -> None:
-    import onnx
+    from kit.export.onnx_export import save_onnx
 
-    if external:  # as the export: one external data file (see onnx_export.EXTERNAL_DATA_THRESHOLD)
-        onnx.save_model(
-            model,
-            str(dst),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=dst.name + ".data",
-            size_threshold=1024,
-        )
-    else:
-        onnx.save_model(model, str(dst))
+    save_onnx(model, dst, external)
 
 
 def check_fused(src: Path, dst: Path, spec: ModelSpec) -> dict[str, Any]:

@@ -611,20 +611,12 @@ def convert_fp16(src: Path, dst: Path, external: bool) -> dict[str, Any]:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
+    from kit.export.onnx_export import save_onnx
+
     model = onnx.load(str(src), load_external_data=True)
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=external)
     del model
-    if external:  # as the FP32 export: one external data file (see onnx_export.EXTERNAL_DATA_THRESHOLD)
-        onnx.save_model(
-            converted,
-            str(dst),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=dst.name + ".data",
-            size_threshold=1024,
-        )
-    else:
-        onnx.save_model(converted, str(dst))
+    save_onnx(converted, dst, external)
     return {"converter": "onnxruntime.transformers.float16.convert_float_to_float16", "keep_io_types": True}
 
 

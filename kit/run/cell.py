@@ -113,12 +113,10 @@ def load_reference(model_id: str, opts: RunOptions, spec: Any, fingerprint: str)
         return data["output"]
 
 
-def fidelity_meaning(weights: str) -> str:
+def fidelity_meaning(weights: str, caveat: str = "top-1 agreement here is not the published model's") -> str:
+    """What a fidelity figure is the error of; with random weights, ``caveat`` says what not to read."""
     if weights == "random":
-        return (
-            "the method's error on untrained (seeded random) weights, not the checkpoint's: "
-            "top-1 agreement here is not the published model's"
-        )
+        return f"the method's error on untrained (seeded random) weights, not the checkpoint's: {caveat}"
     return f"the method's error on the weights from {weights}"
 
 
