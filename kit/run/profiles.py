@@ -9,10 +9,10 @@ still giving a median with a CI that holds across processes:
 - Fresh processes: a cell whose first median is at most ``REPEAT_MAX_MEDIAN_MS`` is measured in
   3 fresh processes, and its CI is the two-level one across them (`kit.run.repeats`); processes 2
   and 3 only time it (the same warm-up, then at least 5 iterations and 0.5 s). With one process
-  per run, 20 % to 47 % of rerun medians fell inside another run's CI on the 2-core machines;
-  with three, 93 % (`python -m kit.bench --only coverage`). The slower cells (the large models,
-  bf16 and NF4 on CPU) keep one process, labelled within-process, because two more each would
-  cost the matrix another 6-10 minutes.
+  per run, 18 % of rerun medians fell inside another run's CI on the reference 2-core Xeon; with
+  this scheme, 98 % (`python -m kit.bench --only coverage`, 2026-12-05). The three processes cost
+  the matrix about 11 minutes there (101 of 128 CPU cells); the slower cells (the large models,
+  NF4 on CPU) keep one process, labelled within-process.
 - Top-1 agreement uses 64 images for classifiers under 30M parameters at <= 256 px (DeiT-T/S,
   MobileViT-S/XXS: about 73 s over the matrix on the reference 2-core Xeon), 4 elsewhere, where
   the cosine carries the fidelity. ViT-B/16 at 64 would add another ~83 s.
@@ -30,10 +30,9 @@ from typing import Any
 from kit.measure.latency import LatencyConfig
 
 # The full profile's budget for fresh processes (see the module docstring): on the reference 2-core
-# Xeon, 90 of the 128 CPU cells have a median at most 300 ms; giving them two more processes of
-# about 2-3 s each (build, prepare, the same warm-up, 0.5 s timed) costs about 8 minutes over the
-# matrix, while the 38 slower cells (the large models, bf16 and NF4 on CPU) would cost another
-# 6-10 minutes for two more processes each.
+# Xeon (AMX), 101 of the 128 CPU cells have a median at most 300 ms, and their two more processes
+# cost about 11 minutes over the matrix. The line is not lower because seed 004's latency claim
+# rests on DINOv2-B FP32 at about 220 ms, whose process medians differ by up to 10 %.
 REPEAT_MAX_MEDIAN_MS = 300.0
 
 
