@@ -137,3 +137,24 @@ def test_bench_run_reads_a_run_and_judges_only_the_full_matrix(
     assert figures["sum_cell_s"] > 0 and figures["wall_s"] > 0
     assert "n/a, not the full matrix" in out  # 3 cells: the 30-minute target is not judged
     assert "3 CUDA cells, none measured: CUDA unavailable" in out
+
+
+def test_an_ort_cells_artifacts_are_made_before_its_measured_process(tmp_path: Path) -> None:
+    # On a cold cache, the export and the quantized model are made by the artifacts process, so
+    # the measured process only loads them: its memory phases do not depend on the cache's state.
+    cell = Cell(MODEL, "ort-int8-dynamic", "cpu", 1)
+    summary = reproduce([cell], _opts(tmp_path), ProcessExecutor())
+    assert summary.ok == 1, summary
+    (doc,) = load_results(tmp_path).docs
+    assert doc["path_info"]["made_in_this_cell"] == {"export": False, "fusion": False, "model": False}
+    assert (tmp_path / "_cache" / "onnx" / MODEL).is_dir()
+    # Without the artifacts step (a stand-in measure function skips it) the cell makes them itself.
+    from kit.run.cell import measure_cell
+
+    def measure(c: Cell, o: RunOptions) -> dict:
+        return measure_cell(c, o)
+
+    fresh = tmp_path / "fresh"
+    reproduce([cell], _opts(fresh), InlineExecutor(), measure_fn=measure)
+    (doc,) = load_results(fresh).docs
+    assert doc["path_info"]["made_in_this_cell"]["export"] is True
