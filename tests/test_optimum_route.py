@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from support.prepare import prepare_context
 
+from kit.export.onnx_export import run_on_cpu
 from kit.export.optimum_route import (
     OptimumUnavailable,
     cosine,
     optimum_model,
     optimum_status,
-    run_onnx,
     task_for,
 )
 from kit.models.build import build_model, example_inputs, output_of, weights_fingerprint
@@ -109,7 +109,7 @@ def test_tiny_vit_fp32_and_int8(tmp_path: Path, optimize: bool) -> None:
     expected = output_of(model, ctx.spec, torch.from_numpy(x)).numpy()
 
     fp32, rec32 = optimum_model(ctx, "fp32", optimize=optimize)
-    assert cosine(run_onnx(fp32, x), expected) > 0.9999
+    assert cosine(run_on_cpu(fp32, x), expected) > 0.9999
     assert rec32["route"] == "optimum" and rec32["cache_hit"] is False
     assert rec32["versions"]["optimum"] and rec32["versions"]["onnx"] and rec32["versions"]["transformers"]
     assert rec32["export"]["task"] == "image-classification"
@@ -135,7 +135,7 @@ def test_tiny_vit_fp32_and_int8(tmp_path: Path, optimize: bool) -> None:
     assert "avx512_vnni" in q["quantization_config_factory"]
     # The quantizer really ran: integer kernels in the graph, FP32 MatMuls replaced.
     assert {"DynamicQuantizeLinear", "MatMulInteger"} & set(q["ops"]), q["ops"]
-    got = run_onnx(int8, x)
+    got = run_on_cpu(int8, x)
     assert got.shape == expected.shape
     # Random weights, 2 layers, 10 logits: INT8 stays close but not exact.
     assert 0.95 < cosine(got, expected) < 1.0
@@ -153,7 +153,7 @@ def test_cls_token_backbone_gets_one_output(tmp_path: Path) -> None:
 
     expected = output_of(ctx.build_float_model(), ctx.spec, torch.from_numpy(x)).numpy()
     path, rec = optimum_model(ctx, "fp32", optimize=False)
-    got = run_onnx(path, x)
+    got = run_on_cpu(path, x)
     assert got.shape == expected.shape == (2, 32)
     assert cosine(got, expected) > 0.9999
     assert rec["export"]["task"] == "feature-extraction"
@@ -170,7 +170,7 @@ def test_optimizer_refuses_model_types_it_does_not_know(tmp_path: Path) -> None:
 
     expected = output_of(ctx.build_float_model(), ctx.spec, torch.from_numpy(x)).numpy()
     path, _ = optimum_model(ctx, "fp32", optimize=False)
-    assert cosine(run_onnx(path, x), expected) > 0.9999
+    assert cosine(run_on_cpu(path, x), expected) > 0.9999
 
 
 def _optimum_ctx(tmp_path: Path) -> Any:

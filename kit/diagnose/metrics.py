@@ -16,6 +16,10 @@ import math
 
 import numpy as np
 
+from kit.measure.fidelity import cosine
+
+__all__ = ["COSINE_DEFINITION", "SQNR_DEFINITION", "both", "cosine", "finite_or_none", "sqnr_db"]
+
 SQNR_DEFINITION = "20*log10(||r|| / ||r - q||) over the flattened batch, float64 (r: FP32, q: quantized)"
 COSINE_DEFINITION = "r.q / (||r|| ||q||) over the flattened batch, float64"
 
@@ -33,16 +37,6 @@ def sqnr_db(reference: np.ndarray, candidate: np.ndarray) -> float:
     if signal == 0.0:
         return -math.inf
     return 20.0 * math.log10(signal / noise)
-
-
-def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    """Cosine of the flattened tensors; 1.0 for two zero tensors, 0.0 for one (a broken output)."""
-    r = np.asarray(reference, dtype=np.float64).ravel()
-    q = np.asarray(candidate, dtype=np.float64).ravel()
-    nr, nq = float(np.linalg.norm(r)), float(np.linalg.norm(q))
-    if nr == 0.0 or nq == 0.0:
-        return 1.0 if nr == nq else 0.0
-    return float(np.clip(np.dot(r, q) / (nr * nq), -1.0, 1.0))
 
 
 def both(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:

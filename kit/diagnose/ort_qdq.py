@@ -137,12 +137,9 @@ class OrtStaticBackend:
             return collect_activations(str(target), [{INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)}])
 
     def _run(self, model: Path, pixels: np.ndarray) -> np.ndarray:
-        from kit.export.onnx_export import INPUT_NAME, open_session
-        from kit.export.ort_runtime import session_options
+        from kit.export.onnx_export import run_on_cpu
 
-        session = open_session(model, session_options(record_assignment=False), [("CPUExecutionProvider", {})])
-        out = session.run(None, {INPUT_NAME: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-        return np.asarray(out, dtype=np.float32)
+        return run_on_cpu(model, pixels)
 
     # ------------------------------------------------------------------ keep in float
 

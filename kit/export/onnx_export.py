@@ -568,6 +568,16 @@ def check_export(onnx_path: Path, inputs: np.ndarray, expected: np.ndarray) -> d
     return result
 
 
+def run_on_cpu(onnx_path: str | os.PathLike[str], pixels: np.ndarray) -> np.ndarray:
+    """The graph's first output on ``pixels`` (float32) with ORT's CPU provider and the kit's
+    session options; `OnnxModelError` if ORT cannot load it."""
+    from kit.export.ort_runtime import session_options
+
+    session = open_session(onnx_path, session_options(record_assignment=False), ["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+    return np.asarray(out, dtype=np.float32)
+
+
 def compare(expected: np.ndarray, got: np.ndarray) -> dict[str, Any]:
     """Cosine (flattened, float64), max abs error and finiteness of ``got`` against ``expected``."""
     a = np.asarray(expected, dtype=np.float64).ravel()

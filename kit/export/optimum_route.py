@@ -65,6 +65,7 @@ from kit.export.onnx_export import (
     cached_model,
     onnx_file_bytes,
     onnx_files,
+    run_on_cpu,
     use_eager_attention,
 )
 
@@ -369,26 +370,11 @@ def _quantize(src: Path, out_dir: Path, per_channel: bool, operators: tuple[str,
     }
 
 
-def run_onnx(path: Path, pixels: np.ndarray, threads: int | None = None) -> np.ndarray:
-    """The graph's first output on ``pixels`` with ONNX Runtime's CPU provider (float32)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    out = session.run(None, {name: np.ascontiguousarray(pixels, dtype=np.float32)})[0]
-    return np.asarray(out, dtype=np.float32)
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of two outputs, flattened per sample, the worst sample's."""
-    a2 = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b2 = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    num = (a2 * b2).sum(axis=1)
-    den = np.linalg.norm(a2, axis=1) * np.linalg.norm(b2, axis=1)
-    return float(np.min(num / np.maximum(den, 1e-30)))
+    """The worst sample's cosine (`kit.measure.fidelity.cosine` per sample; NaN stays NaN)."""
+    from kit.measure.fidelity import cosine as flat_cosine
+
+    return float(np.min([flat_cosine(x, y) for x, y in zip(a, b, strict=True)]))
 
 
 def _copy_model(src: Path, target: Path) -> None:
@@ -507,7 +493,7 @@ def _make(
             _gather_cls(export_path)
         record["export"]["output"] = "token 0 of last_hidden_state (Gather appended)" if gather else "logits"
         record["export"]["ops"] = _op_counts(export_path)
-        fp32_cos = cosine(run_onnx(export_path, inputs), expected)
+        fp32_cos = cosine(run_on_cpu(export_path, inputs), expected)
         record["export"]["check"] = {"images": CHECK_BATCH, "seed": CHECK_SEED, "cosine_vs_torch": fp32_cos}
         if not fp32_cos >= EXPORT_CHECK_COSINE:
             raise OptimumFailed(
@@ -535,7 +521,7 @@ def _make(
                     ) from None
                 raise
             record["quantization"]["ops"] = _op_counts(current)
-        record["cosine_vs_torch"] = cosine(run_onnx(current, inputs), expected)
+        record["cosine_vs_torch"] = cosine(run_on_cpu(current, inputs), expected)
         record["opset"] = _opset_of(current)
         _copy_model(current, target)
     return record

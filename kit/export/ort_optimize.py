@@ -339,19 +339,16 @@ def _save(model: Any, dst: Path, external: bool) -> None:
 
 def check_fused(src: Path, dst: Path, spec: ModelSpec) -> dict[str, Any]:
     """Both graphs run by ORT (CPU, the kit's session options) on seeded images, compared."""
-    from kit.export.onnx_export import compare, open_session
-    from kit.export.ort_runtime import session_options
+    from kit.export.onnx_export import compare, run_on_cpu
     from kit.models.build import example_inputs
 
     x = example_inputs(spec, FUSION_CHECK_BATCH, seed=FUSION_CHECK_SEED)
     outputs = []
     for path in (src, dst):
         try:
-            session = open_session(path, session_options(record_assignment=False), ["CPUExecutionProvider"])
-            outputs.append(session.run(None, {session.get_inputs()[0].name: x})[0])
+            outputs.append(run_on_cpu(path, x))
         except Exception as exc:
             raise FusionFailed(f"fusion check: {path} does not run in ONNX Runtime: {one_line(exc)}") from None
-        del session
     try:
         result = compare(outputs[0], outputs[1])
     except Exception as exc:

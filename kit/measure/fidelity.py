@@ -23,11 +23,11 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, classifier:
     diff = np.abs(ref - np.where(mask, cand, 0.0))[mask] if mask.any() else np.array([np.inf])
     ref_rows = ref.reshape(ref.shape[0], -1)
     cand_rows = np.where(mask, cand, 0.0).reshape(cand.shape[0], -1)
-    row_cos = [_cosine(r, c) for r, c in zip(ref_rows, cand_rows)]
+    row_cos = [cosine(r, c) for r, c in zip(ref_rows, cand_rows)]
     result: dict[str, Any] = {
         "max_abs_error": float(diff.max()),
         "mean_abs_error": float(diff.mean()),
-        "cosine": _cosine(ref_rows.ravel(), cand_rows.ravel()),
+        "cosine": cosine(ref_rows, cand_rows),
         "cosine_min": float(min(row_cos)),
         "top1_agreement": None,
         "finite": finite,
@@ -40,9 +40,12 @@ def compare_outputs(reference: np.ndarray, candidate: np.ndarray, *, classifier:
     return result
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if na == 0.0 or nb == 0.0:
-        # An all-zero output is a broken model, not a perfect match.
-        return 1.0 if na == nb else 0.0
-    return float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
+def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Cosine of the flattened tensors (float64); 1.0 for two zero tensors, 0.0 for one: an
+    all-zero output is a broken model, not a perfect match."""
+    r = np.asarray(reference, dtype=np.float64).ravel()
+    q = np.asarray(candidate, dtype=np.float64).ravel()
+    nr, nq = float(np.linalg.norm(r)), float(np.linalg.norm(q))
+    if nr == 0.0 or nq == 0.0:
+        return 1.0 if nr == nq else 0.0
+    return float(np.clip(np.dot(r, q) / (nr * nq), -1.0, 1.0))
