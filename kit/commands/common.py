@@ -19,6 +19,15 @@ def split(values: tuple[str, ...]) -> list[str]:
     return out
 
 
+def quiet_libraries() -> None:
+    """For commands that load models in their own process (the runner's availability checks,
+    diagnose): bitsandbytes' import notice and transformers' progress bars are quieted as in every
+    cell's child. Not at start-up: it imports transformers, which `qkit validate` never needs."""
+    from kit.run.child import quiet_library_output
+
+    quiet_library_output()
+
+
 def check_names(kind: str, given: list[str], valid: list[str], hidden: tuple[str, ...] = ()) -> None:
     """``hidden`` names are accepted but not advertised (the tiny test models)."""
     unknown = [g for g in given if g not in valid and g not in hidden]

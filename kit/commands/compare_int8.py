@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from kit.commands.common import BadInput as _BadInput
-from kit.commands.common import checked_path_options
+from kit.commands.common import checked_path_options, quiet_libraries
 from kit.compare.int8 import markdown_table, plan_rows, run_comparison, write_outputs
 
 # --------------------------------------------------------------------------- command
@@ -71,6 +71,7 @@ def compare_int8(
     extra = {"calibration_dir": str(Path(calibration).resolve())} if calibration else {}
     paths = list(dict.fromkeys(r.path for r in plan_rows(device_list)))
     path_options = checked_path_options(options, paths, extra)
+    quiet_libraries()
     out = out or Path("results") / "compare-int8" / model
     table = run_comparison(
         model,

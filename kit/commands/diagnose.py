@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from kit.commands.common import quiet_libraries
 from kit.diagnose import DEFAULT_IMAGES, DEFAULT_TARGET_COSINE, SUPPORTED_PATHS
 from kit.diagnose import diagnose as run_diagnosis
 from kit.diagnose.document import text_table, write_document
@@ -51,6 +52,7 @@ def diagnose(
     cache_dir: str | None,
 ) -> None:
     """Per-layer error of a quantized path against FP32, worst first, and the layers to keep in float."""
+    quiet_libraries()
     result = run_diagnosis(
         model,
         path,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from kit.commands.common import BadInput, check_names, checked_path_options, command_line, split
+from kit.commands.common import BadInput, check_names, checked_path_options, command_line, quiet_libraries, split
 
 DEFAULT_RESULTS_ROOT = Path("results")
 
@@ -21,14 +21,6 @@ def _validate_matrix_names(models: list[str], paths: list[str], devices: list[st
     check_names("model", models, model_ids() + user_model_ids(), hidden=tuple(tiny_ids()))
     check_names("path", paths, path_names())
     check_names("device", devices, list(DEVICES))
-
-
-def _quiet_libraries() -> None:
-    """The runner checks each path's availability in this process too (importing bitsandbytes):
-    its import notice and transformers' progress bars are quieted here as in every cell's child."""
-    from kit.run.child import quiet_library_output
-
-    quiet_library_output()
 
 
 def _run_options(
@@ -163,7 +155,7 @@ def bench(
 
     [model], user_models = _user_models([model], None, [device])
     _validate_matrix_names([model], [path_name], [device])
-    _quiet_libraries()
+    quiet_libraries()
     if batch_size < 1:
         raise BadInput("--batch-size must be >= 1")
     out = out or DEFAULT_RESULTS_ROOT / machine_tag()
@@ -261,7 +253,7 @@ def reproduce(
     models, user_models = _user_models(split(models_opt), models_file, devices)
     models = models or model_ids()
     _validate_matrix_names(models, paths, devices)
-    _quiet_libraries()
+    quiet_libraries()
     batch_sizes = _parse_sweep(batch_opt) or [1]
     out = out or DEFAULT_RESULTS_ROOT / rp.machine_tag()
     path_options = checked_path_options(path_option, paths)
