@@ -202,6 +202,16 @@ def time_cell(cell: Cell, opts: RunOptions) -> dict[str, Any]:
     return measure_cell(cell, opts, timing_only=True)
 
 
+def cell_processes(cell: Cell, measure_fn: Any) -> tuple[Any, bool]:
+    """What a runner runs around ``measure_fn`` for ``cell``: the function of processes 2..N
+    (`time_cell` for the real measurement, the stand-in itself in tests) and whether the path's
+    cached artifacts get a process of their own first (real measurements only)."""
+    from kit.paths.base import caches_artifacts
+
+    real = measure_fn is measure_cell
+    return (time_cell if real else measure_fn), real and caches_artifacts(cell.path)
+
+
 def _is_oom(exc: BaseException) -> bool:
     name = type(exc).__name__
     return name in ("OutOfMemoryError", "MemoryError") or "out of memory" in str(exc).lower()

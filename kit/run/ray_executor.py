@@ -403,19 +403,18 @@ class RayExecutor:
         when its first process's document is back, and the cell is yielded once all are merged.
         Stopping the iteration (Ctrl-C) cancels what is still queued or running.
         """
-        from kit.paths.base import caches_artifacts
-        from kit.run.cell import failed_document, measure_cell, skipped_document, time_cell
+        from kit.run.cell import cell_processes, failed_document, measure_cell, skipped_document
         from kit.run.profiles import get_profile
         from kit.run.repeats import finish, processes_for
 
         ray = self._ray
         measure = measure_fn or measure_cell
-        again = time_cell if measure is measure_cell else measure
         profile = get_profile(opts.profile)
         pending: dict[Any, Cell] = {}
         requests: dict[Cell, dict[str, Any]] = {}
         processes: dict[Cell, list[dict[str, Any]]] = {}  # the documents back so far, first first
         planned: dict[Cell, tuple[int, str]] = {}
+        agains: dict[Cell, Callable[..., dict[str, Any]]] = {}  # what processes 2..N of a cell run
         reference: dict[str, Any] = {}
         ready_docs: list[tuple[Cell, dict[str, Any]]] = []
         try:
@@ -432,7 +431,8 @@ class RayExecutor:
                         submit = self._reference_fn.options(num_cpus=1, num_gpus=0, **self._retry)
                         reference[cell.model] = submit.remote(cell.model, opts, timeout_s, self.isolate)
                     after = reference[cell.model]
-                if measure is measure_cell and caches_artifacts(cell.path):
+                agains[cell], artifacts_first = cell_processes(cell, measure)
+                if artifacts_first:
                     submit = self._artifacts_fn.options(**request, **self._retry)
                     after = submit.remote(cell, opts, timeout_s, self._threads(cell, request), self.isolate, after)
                 ref = self._submit(request).remote(
@@ -458,7 +458,13 @@ class RayExecutor:
                         request = requests[cell]
                         for _ in range(planned[cell][0] - 1):
                             more = self._submit(request).remote(
-                                again, (cell, opts), timeout_s, self._threads(cell, request), self.isolate, None, True
+                                agains[cell],
+                                (cell, opts),
+                                timeout_s,
+                                self._threads(cell, request),
+                                self.isolate,
+                                None,
+                                True,
                             )
                             pending[more] = cell
                     if len(docs) == planned[cell][0]:

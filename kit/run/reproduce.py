@@ -21,6 +21,7 @@ from typing import Any
 from kit.results.store import Cell, load_results, write_result
 from kit.run.cell import (
     RunOptions,
+    cell_processes,
     failed_document,
     make_artifacts,
     measure_cell,
@@ -176,13 +177,10 @@ def _run_cell(
 ) -> dict[str, Any]:
     """The cell in its first process, then in as many more fresh processes as `processes_for`
     says (``opts.repeats``, else the profile's default within its budget), merged."""
-    from kit.paths.base import caches_artifacts
-    from kit.run.cell import time_cell
     from kit.run.profiles import get_profile
     from kit.run.repeats import run_repeats
 
-    # A stand-in measure function (tests) is used for every process; the real one's repeats only time.
-    again_fn = time_cell if measure_fn is measure_cell else measure_fn
+    again_fn, artifacts_first = cell_processes(cell, measure_fn)
 
     def in_process(fn: Callable[..., dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -191,7 +189,7 @@ def _run_cell(
             doc = failed_document(cell, opts, str(exc))
         return doc
 
-    if measure_fn is measure_cell and caches_artifacts(cell.path):
+    if artifacts_first:
         # Exports and quantized models are made in a process of their own: the measured process
         # then only loads them, whether or not the cache was warm (`prepare_artifacts`).
         # A crash here is met again by the measured process, which reports it as the cell's.
