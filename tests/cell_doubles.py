@@ -29,3 +29,17 @@ def interrupt_on_bf16(cell: Cell, opts: RunOptions) -> dict[str, Any]:
     if cell.path == "torch-bf16":
         raise KeyboardInterrupt
     return measure_cell(cell, opts)
+
+
+def gc_state_in_child() -> dict[str, int]:
+    """What a cell's process sees of the collector: how many inherited objects are frozen, and
+    whether a cycle made in the process itself is still collected."""
+    import gc
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # type: ignore[attr-defined]
+    del a, b
+    return {"frozen": gc.get_freeze_count(), "collected": gc.collect()}
