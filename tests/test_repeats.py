@@ -136,3 +136,40 @@ def test_a_repeat_process_only_times_the_cell(tmp_path: Path) -> None:
     assert profile.timing_only_latency.warmup_iterations == profile.latency.warmup_iterations
     assert timed["latency"]["warmup_s"] >= profile.latency.warmup_s
     assert timed["latency"]["min_iterations"] < full["latency"]["min_iterations"]
+
+
+def test_the_first_of_several_processes_times_less_and_a_lone_process_as_before(tmp_path: Path) -> None:
+    from kit.results.store import Cell
+    from kit.run.cell import measure_cell, reference_output
+    from kit.run.profiles import get_profile
+
+    full = get_profile("full")
+    assert full.first_of_many_latency is not None
+    assert full.first_latency(None) is full.first_of_many_latency  # the profile's 3 processes may follow
+    assert full.first_latency(3) is full.first_of_many_latency
+    assert full.first_latency(1) is full.latency  # --repeats 1: a lone process is timed as always
+    assert get_profile("quick").first_latency(None) is get_profile("quick").latency
+    assert full.first_of_many_latency.min_duration_s < full.latency.min_duration_s
+
+    opts = RunOptions(out_dir=str(tmp_path), profile="full", command="pytest")
+    cell = Cell("tiny-vit", "torch-fp32", "cpu", 1)
+    reference_output(cell.model, opts)
+    many = measure_cell(cell, opts)
+    lone = measure_cell(cell, RunOptions(out_dir=str(tmp_path), profile="full", command="pytest", repeats=1))
+    assert many["latency"]["min_duration_s"] == full.first_of_many_latency.min_duration_s
+    assert lone["latency"]["min_duration_s"] == full.latency.min_duration_s
+
+
+def test_a_first_of_many_config_that_would_shorten_a_lone_process_is_refused() -> None:
+    import dataclasses
+
+    from kit.measure.latency import LatencyConfig
+    from kit.run.profiles import get_profile
+
+    full = get_profile("full")
+    short = LatencyConfig(warmup_iterations=2, warmup_s=0.5, min_iterations=2, min_duration_s=0.2)
+    with pytest.raises(ValueError, match="less than latency"):
+        dataclasses.replace(full, first_of_many_latency=short)
+    other_warmup = dataclasses.replace(full.first_of_many_latency, warmup_s=0.1)
+    with pytest.raises(ValueError, match="warm up"):
+        dataclasses.replace(full, first_of_many_latency=other_warmup)

@@ -7,7 +7,8 @@ others only time it with the profile's ``timing_only_latency``. Coverage is the 
 run j != i) pairs in which run j's median falls inside run i's reported 95% CI:
 
 - before: each run's first process alone, with its within-process bootstrap CI (what a run
-  without repeats reports);
+  without repeats reports, though timed as the first of ``repeats`` processes is:
+  ``Profile.first_latency``);
 - after: each run's ``repeats`` processes merged (``kit.run.repeats``), with the CI across
   processes.
 
@@ -86,7 +87,7 @@ def bench_coverage() -> dict[str, Any]:
     per_cell: dict[str, Any] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qkit-coverage-") as out:
-        opts = RunOptions(out_dir=out, profile=profile, command="kit.bench coverage")
+        opts = RunOptions(out_dir=out, profile=profile, command="kit.bench coverage", repeats=repeats)
         for model, path in CELLS:
             cell = Cell(model, path, "cpu", 1)
             executor.call(reference_output, model, opts, timeout_s=900)

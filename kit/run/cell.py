@@ -285,7 +285,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only
     spec = _spec_of(cell.model, opts)
     fingerprint = weights_fingerprint(spec, opts.weights, opts.seed)
     reference = None if timing_only else load_reference(cell.model, opts, spec, fingerprint)
-    latency_config = profile.timing_only_latency if timing_only else profile.latency
+    latency_config = profile.timing_only_latency if timing_only else profile.first_latency(opts.repeats)
     pixels = example_inputs(spec, cell.batch_size, seed=INPUT_SEED)
     fid_pixels = None if reference is None else fidelity_inputs(spec, reference.shape[0])
     doc = base_document(cell, opts, "ok", None)

@@ -7,8 +7,11 @@ still giving a median with a CI that holds across processes:
   median's CI half-width is within 1 %; a noisy cell still runs to 2 s; ViT-H/14 FP32 at ~1.9 s a
   forward gets its ``min_iterations``.
 - Fresh processes: a cell whose first median is at most ``REPEAT_MAX_MEDIAN_MS`` is measured in
-  3 fresh processes, and its CI is the two-level one across them (`kit.run.repeats`); processes 2
-  and 3 only time it (the same warm-up, then at least 5 iterations and 0.5 s). With one process
+  3 fresh processes, and its CI is the two-level one across them (`kit.run.repeats`). The first
+  process times at least 10 iterations and 1 s (``first_of_many_latency``: its median is one of
+  three, and the spread between them sets the interval); processes 2 and 3 only time it (the same
+  warm-up, then at least 5 iterations and 0.5 s). A cell above the line keeps its first process
+  alone, and 10 iterations of over 300 ms time it longer than ``latency``'s 2 s would. With one process
   per run, 18 % of rerun medians fell inside another run's CI on the reference 2-core Xeon; with
   this scheme, 98 % (`python -m kit.bench --only coverage`, 2026-12-05). The three processes cost
   the matrix about 11 minutes there (101 of 128 CPU cells); the slower cells (the large models,
@@ -49,6 +52,12 @@ class Profile:
     # first process's warm-up (a different warm-up would be a different measurement) and times less,
     # since the interval then rests on the spread between process medians. None: ``latency``.
     repeat_latency: LatencyConfig | None = None
+    # The first process when more may follow: its median is one of k, and the interval rests on
+    # the spread between process medians, so it times to ``first_of_many_latency`` (None:
+    # ``latency``). Its ``min_iterations`` at the repeat line must time at least as long as
+    # ``latency`` would, so that a cell left with one process (above the line) is timed as a
+    # single-process cell always was (checked in __post_init__).
+    first_of_many_latency: LatencyConfig | None = None
     # The budget: the extra processes run only where the first process's median is at most this
     # (None: always). A cell above it keeps one process and its document says why.
     repeat_max_median_ms: float | None = None
@@ -83,6 +92,22 @@ class Profile:
             raise ValueError("repeats must be >= 1")
         if self.repeat_max_median_ms is not None and self.repeat_max_median_ms <= 0:
             raise ValueError("repeat_max_median_ms must be > 0")
+        first = self.first_of_many_latency
+        if first is not None:
+            if self.repeat_max_median_ms is None:
+                raise ValueError("first_of_many_latency needs repeat_max_median_ms (every cell would repeat)")
+            if first.min_iterations * self.repeat_max_median_ms / 1000 < self.latency.min_duration_s:
+                raise ValueError(
+                    "first_of_many_latency would time a cell left with one process for less than latency does"
+                )
+            if (first.warmup_iterations, first.warmup_s) != (self.latency.warmup_iterations, self.latency.warmup_s):
+                raise ValueError("first_of_many_latency must warm up as latency does")
+
+    def first_latency(self, requested_repeats: int | None) -> LatencyConfig:
+        """The latency configuration of a cell's first process, given ``--repeats`` (None: the
+        profile's default): ``first_of_many_latency`` when more processes may follow."""
+        more_may_follow = self.repeats > 1 if requested_repeats is None else requested_repeats > 1
+        return (self.first_of_many_latency or self.latency) if more_may_follow else self.latency
 
     @property
     def timing_only_latency(self) -> LatencyConfig:
@@ -133,6 +158,15 @@ PROFILES: dict[str, Profile] = {
             ci_min_duration_s=0.3,
         ),
         repeat_max_median_ms=REPEAT_MAX_MEDIAN_MS,
+        first_of_many_latency=LatencyConfig(
+            warmup_iterations=2,
+            warmup_s=0.5,
+            min_iterations=10,
+            min_duration_s=1.0,
+            max_duration_s=30.0,
+            ci_target=0.01,
+            ci_min_duration_s=0.5,
+        ),
     ),
     "study": Profile(
         "study",

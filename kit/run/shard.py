@@ -197,7 +197,7 @@ def cell_cost(cell: Cell, profile: str = "full") -> float:
         CELL_OVERHEAD_S
         + build
         + _prepare_s(cell.path, spec.real_params, fwd)
-        + _measure_s(fwd, prof.latency)
+        + _measure_s(fwd, prof.first_latency(None))
         + fidelity
     )
     if _caches_artifacts(cell.path):  # the artifacts are made in a process of their own first
