@@ -173,3 +173,46 @@ def test_a_first_of_many_config_that_would_shorten_a_lone_process_is_refused() -
     other_warmup = dataclasses.replace(full.first_of_many_latency, warmup_s=0.1)
     with pytest.raises(ValueError, match="warm up"):
         dataclasses.replace(full, first_of_many_latency=other_warmup)
+
+
+def test_a_cells_processes_run_in_rounds_over_the_matrix_and_a_stopped_run_resumes_them(tmp_path: Path) -> None:
+    from kit.run.cell import measure_cell
+    from kit.run.repeats import processes_pending
+
+    cells = plan_matrix(["tiny-vit"], ["torch-fp32", "torch-bf16"], ["cpu"], [1])
+    opts = RunOptions(out_dir=str(tmp_path), profile="quick", command="pytest", repeats=3)
+    calls: list[str] = []
+    stop_at = [4]  # the 4th process: the second round's second cell
+
+    def logged(cell, run_opts):  # noqa: ANN001, ANN202 - a measure_fn stand-in
+        calls.append(cell.path)
+        if len(calls) == stop_at[0]:
+            raise KeyboardInterrupt
+        return measure_cell(cell, run_opts)
+
+    rounds: list[tuple[str, int]] = []
+    summary = reproduce(
+        cells, opts, InlineExecutor(), measure_fn=logged, on_round=lambda c, k, d: rounds.append((c.path, k))
+    )
+    assert summary.interrupted
+    # Round by round, not cell by cell: fp32's second process comes after bf16's first.
+    assert calls == ["torch-fp32", "torch-bf16", "torch-fp32", "torch-bf16"]
+    assert rounds == [("torch-fp32", 2)]
+    docs = {d["cell"]["path"]: d for d in load_results(tmp_path).docs}
+    # Nothing measured is lost: fp32 has 2 of its 3 processes, bf16 its first, each saying so.
+    assert docs["torch-fp32"]["latency"]["repeats"]["processes"] == 2
+    assert "2 of 3 processes measured so far" in docs["torch-fp32"]["latency"]["processes_policy"]
+    assert "repeats" not in docs["torch-bf16"]["latency"]
+    assert processes_pending(docs["torch-fp32"]) == 1 and processes_pending(docs["torch-bf16"]) == 2
+
+    calls.clear()
+    stop_at[0] = 0
+    summary = reproduce(cells, opts, InlineExecutor(), measure_fn=logged)
+    assert summary.resumed == 2 and not summary.interrupted
+    assert calls == ["torch-fp32", "torch-bf16", "torch-bf16"]  # only the processes still to run, in rounds
+    docs = {d["cell"]["path"]: d for d in load_results(tmp_path).docs}
+    for doc in docs.values():
+        lat = doc["latency"]
+        assert lat["repeats"]["processes"] == 3 and len(lat["repeats"]["process_iterations"]) == 3
+        assert lat["processes_policy"] == "--repeats 3" and processes_pending(doc) == 0
+        assert doc["fidelity"] is not None  # the first process's, kept through the merges

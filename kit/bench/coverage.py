@@ -12,6 +12,12 @@ run j != i) pairs in which run j's median falls inside run i's reported 95% CI:
 - after: each run's ``repeats`` processes merged (``kit.run.repeats``), with the CI across
   processes.
 
+Spacing: the kit runs a cell's processes in rounds over the matrix, minutes apart, because this
+host's noise comes in episodes of a few seconds that consecutive processes share. The benchmark
+spaces them the same way, in rounds over every (run, cell) pair: process r of each of the 15,
+then process r + 1 of each, so one run's processes are about 30 s apart. The runs therefore
+overlap in time; drift slower than the benchmark (minutes to hours) is sampled by neither.
+
 Target: >= 90 % after. Run as ``python -m kit.bench --only coverage`` (``QKIT_COVERAGE_RUNS``,
 ``QKIT_COVERAGE_REPEATS``, ``QKIT_COVERAGE_PROFILE`` override the sizes).
 """
@@ -88,26 +94,29 @@ def bench_coverage() -> dict[str, Any]:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="qkit-coverage-") as out:
         opts = RunOptions(out_dir=out, profile=profile, command="kit.bench coverage", repeats=repeats)
-        for model, path in CELLS:
-            cell = Cell(model, path, "cpu", 1)
-            executor.call(reference_output, model, opts, timeout_s=900)
+        cells = [Cell(model, path, "cpu", 1) for model, path in CELLS]
+        for cell in cells:
+            executor.call(reference_output, cell.model, opts, timeout_s=900)
             # Warm the export / calibration caches once, outside the measured runs.
             executor.call(measure_cell, cell, opts, timeout_s=900)
-            t0 = time.perf_counter()
-            groups: list[list[list[float]]] = []
-            failed = 0
-            for _ in range(n_runs):
-                # As a run of the kit measures a cell: the first process measures everything,
-                # the others only time it (kit.run.cell.time_cell).
-                run = []
-                for fn in [measure_cell] + [time_cell] * (repeats - 1):
+        # processes[cell][run]: the samples of each of that run's processes.
+        processes: dict[Cell, list[list[list[float]]]] = {cell: [[] for _ in range(n_runs)] for cell in cells}
+        seconds = dict.fromkeys(cells, 0.0)
+        failed = dict.fromkeys(cells, 0)
+        # In rounds, as the kit runs a matrix: the first process of every (run, cell) pair (it
+        # measures everything), then the second of each (timing only), and so on.
+        for fn in [measure_cell] + [time_cell] * (repeats - 1):
+            for run in range(n_runs):
+                for cell in cells:
+                    t0 = time.perf_counter()
                     doc = executor.call(fn, cell, opts, timeout_s=900)
+                    seconds[cell] += time.perf_counter() - t0
                     if doc.get("status") != "ok":
-                        failed += 1
+                        failed[cell] += 1
                         continue
-                    run.append([float(x) for x in doc["latency"]["samples"]])
-                if run:
-                    groups.append(run)
+                    processes[cell][run].append([float(x) for x in doc["latency"]["samples"]])
+        for cell in cells:
+            groups = [run for run in processes[cell] if run]
             before, after = runs_from_processes(groups)
             _, rerun = runs_from_processes(groups, interval="p50_rerun95")
             hb, pb = coverage(before)
@@ -119,21 +128,21 @@ def bench_coverage() -> dict[str, Any]:
             totals["before"][1] += pb
             totals["after"][0] += ha
             totals["after"][1] += pa
-            seconds = time.perf_counter() - t0
-            per_cell[f"{model} {path}"] = {
+            per_process_s = seconds[cell] / max(1, n_runs * repeats)
+            per_cell[f"{cell.model} {cell.path}"] = {
                 "before": {"hits": hb, "pairs": pb, "ci_half_width_pct": _half_width_pct(before)},
                 "after": {"hits": ha, "pairs": pa, "ci_half_width_pct": _half_width_pct(after)},
                 "rerun_interval": {"hits": hr, "pairs": pr, "half_width_pct": _half_width_pct(rerun)},
                 "process_medians": [[float(statistics.median(p)) for p in run] for run in groups],
                 "run_median_spread_pct": {"before": _spread_pct(before), "after": _spread_pct(after)},
-                "process_s": seconds / max(1, n_runs * repeats),
-                "failed": failed,
+                "process_s": per_process_s,
+                "failed": failed[cell],
             }
             print(
-                f"[coverage] {model} {path}: before {hb}/{pb} (CI ±{_half_width_pct(before):.1f} %, medians spread "
-                f"{_spread_pct(before):.1f} %), after {ha}/{pa} (CI ±{_half_width_pct(after):.1f} %, spread "
-                f"{_spread_pct(after):.1f} %), rerun interval {hr}/{pr} (±{_half_width_pct(rerun):.1f} %), "
-                f"{seconds / max(1, n_runs * repeats):.1f} s per process",
+                f"[coverage] {cell.model} {cell.path}: before {hb}/{pb} (CI ±{_half_width_pct(before):.1f} %, "
+                f"medians spread {_spread_pct(before):.1f} %), after {ha}/{pa} (CI ±{_half_width_pct(after):.1f} %, "
+                f"spread {_spread_pct(after):.1f} %), rerun interval {hr}/{pr} (±{_half_width_pct(rerun):.1f} %), "
+                f"{per_process_s:.1f} s per process",
                 flush=True,
             )
     executor.close()

@@ -319,6 +319,19 @@ def _expected_s(cells: list[Any], opts: Any, force: bool) -> list[float]:
     return out
 
 
+def _repeat_share(cell: Any, opts: Any, expected_s: float) -> tuple[float, int]:
+    """Of a cell's ``expected_s``: the seconds of each later process, and the processes planned."""
+    from kit.run.shard import cell_cost_parts
+
+    try:
+        first, each, processes = cell_cost_parts(cell, opts.profile)
+    except (KeyError, ValueError):
+        return 0.0, 1
+    total = first + (processes - 1) * each
+    scale = expected_s / total if total > 0 and expected_s > 0 else 0.0
+    return each * scale, processes
+
+
 def _calibration(cells: list[Any], opts: Any) -> tuple[float, int]:
     """How much slower this machine is than the cost model, from the cells it already measured
     (their recorded ``duration_s`` against their modelled cost): (scale, cells it rests on)."""
@@ -372,6 +385,8 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
         err=True,
     )
     cost = {c.key(): e for c, e in zip(cells, expected)}
+    # A cell's later processes run in later rounds: its first process is priced apart from them.
+    repeat_cost = {c.key(): _repeat_share(c, opts, e) for c, e in zip(cells, expected)}
     done, spent = [0], [0.0]
     start = time.monotonic()
     with tqdm(
@@ -382,13 +397,29 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
         disable=None if sys.stderr.isatty() else True,
     ) as bar:
 
-        def on_cell(cell: Any, doc: dict[str, Any]) -> None:
-            done[0] += 1
-            spent[0] += cost.get(cell.key(), 0.0)
+        def eta_after(seconds: float) -> tuple[str, float]:
+            spent[0] += seconds
             elapsed = time.monotonic() - start
             # Scale the model's remaining estimate by how fast this machine has been so far.
             pace = elapsed / spent[0] if spent[0] > 1.0 else 1.0
-            eta = _clock((total - spent[0]) * pace)
+            return _clock((total - spent[0]) * pace), elapsed
+
+        def on_round(cell: Any, process: int, doc: dict[str, Any]) -> None:
+            each, planned = repeat_cost.get(cell.key(), (0.0, 1))
+            eta, elapsed = eta_after(each)
+            bar.set_postfix_str(f"ETA {eta} | process {process}/{planned} of {cell.model} {cell.path}")
+            if not sys.stderr.isatty():
+                lat = doc.get("latency") or {}
+                p50 = f"median {lat['p50']:.4g} ms" if lat.get("p50") is not None else doc["status"]
+                click.echo(
+                    f"[process {process}/{planned}] {cell.key()}: {p50}  elapsed {_clock(elapsed)}, ETA {eta}",
+                    err=True,
+                )
+
+        def on_cell(cell: Any, doc: dict[str, Any]) -> None:
+            done[0] += 1
+            each, planned = repeat_cost.get(cell.key(), (0.0, 1))
+            eta, elapsed = eta_after(cost.get(cell.key(), 0.0) - each * (planned - 1))
             bar.set_postfix_str(f"ETA {eta} | {cell.model} {cell.path} {cell.device}: {doc['status']}")
             bar.update(1)
             if not sys.stderr.isatty():
@@ -399,4 +430,4 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
                     err=True,
                 )
 
-        return rp.reproduce(cells, opts, executor, force=force, on_cell=on_cell)
+        return rp.reproduce(cells, opts, executor, force=force, on_cell=on_cell, on_round=on_round)

@@ -15,7 +15,16 @@ from the first process, which measures everything.
 
 How many processes: ``--repeats N`` when given; else the profile's ``repeats`` within its budget
 (``Profile.repeat_max_median_ms``): `processes_for` decides from the first process's document and
-says why, and the reason is recorded in ``latency.processes_policy``.
+says why, and the reason is recorded in ``latency.processes_policy``, the number in
+``latency.processes_planned``.
+
+When: the sequential runner (`kit.run.reproduce`) runs a cell's processes in rounds over the
+whole matrix, not back to back. This host's noise comes in episodes of a few seconds (another
+tenant's burst: +20 % for 6 s), so consecutive processes share one episode: on DeiT-S FP32, 100
+fresh processes in a row, a 3-process t-interval held the median of another 3 processes 70 % of
+the time when the three were consecutive, and 87-91 % when they were 8-16 processes apart
+(2026-12-05, reference 2-core Xeon). A document is written after each of its processes, with the
+processes measured so far; a stopped run loses none of them and a resumed one adds the rest.
 """
 
 from __future__ import annotations
@@ -56,19 +65,57 @@ def run_repeats(
     seed: int = 0,
 ) -> dict[str, Any]:
     """The cell's document, given its first process's: ``again()`` (a timing-only fresh process)
-    as many more times as `processes_for` says, merged. Sequential executors use this; the Ray
-    executor submits the same processes as tasks and merges with `finish`."""
+    as many more times as `processes_for` says, back to back, merged (the coverage benchmark's
+    tests and callers that want one cell at once; the runner spreads them in rounds)."""
     n, policy = processes_for(first, requested, profile)
     docs = [first] + [again() for _ in range(n - 1)]
-    return finish(docs, policy, seed)
+    return finish(docs, policy, seed, planned=n)
 
 
-def finish(docs: list[dict[str, Any]], policy: str, seed: int = 0) -> dict[str, Any]:
-    """One process's document as is, or several merged; the policy recorded either way."""
+def processes_attempted(doc: dict[str, Any]) -> int:
+    """How many fresh processes ``doc`` stands for: its ok ones and the failed ones it records."""
+    rep = (doc.get("latency") or {}).get("repeats")
+    return 1 if not rep else int(rep["processes"]) + len(rep.get("failed") or [])
+
+
+def processes_pending(doc: dict[str, Any]) -> int:
+    """How many of ``doc``'s planned processes are still to run (0 for a finished cell)."""
+    lat = doc.get("latency") or {}
+    if doc.get("status") != "ok" or not lat.get("processes_planned"):
+        return 0
+    return max(0, int(lat["processes_planned"]) - processes_attempted(doc))
+
+
+def finish(docs: list[dict[str, Any]], policy: str, seed: int = 0, planned: int | None = None) -> dict[str, Any]:
+    """One process's document as is, or several merged; the policy recorded either way, and with
+    ``planned`` the number planned and, while some are still to run, how many so far."""
     doc = docs[0] if len(docs) == 1 else merge_repeats(docs, seed=seed)
-    if doc.get("latency"):
-        doc["latency"]["processes_policy"] = policy
+    lat = doc.get("latency")
+    if lat:
+        lat["processes_policy"] = policy
+        if planned is not None:
+            lat["processes_planned"] = planned
+            done = processes_attempted(doc)
+            if doc.get("status") == "ok" and done < planned:
+                lat["processes_policy"] = (
+                    f"{policy}; {done} of {planned} processes measured so far: the rest come in later rounds "
+                    "of the run (a stopped run resumes them)"
+                )
     return doc
+
+
+def process_groups(doc: dict[str, Any]) -> list[list[float]]:
+    """Each fresh process's timed samples in ``doc`` (a merged document keeps their counts)."""
+    lat = doc["latency"]
+    samples = [float(x) for x in lat["samples"]]
+    counts = (lat.get("repeats") or {}).get("process_iterations") or [len(samples)]
+    if sum(counts) != len(samples):
+        raise ValueError("the document's process_iterations do not add up to its samples")
+    groups, start = [], 0
+    for n in counts:
+        groups.append(samples[start : start + n])
+        start += n
+    return groups
 
 
 def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
@@ -85,9 +132,12 @@ def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     ok = [d for d in docs if d.get("status") == "ok" and d.get("latency")]
     if not ok:
         return docs[0]
-    failed = [f"{d.get('status')}: {d.get('reason')}" for d in docs if d not in ok]
+    # A document may already be a merge (a resumed run adds processes to it): its processes and
+    # failures count one by one.
+    failed = [f for d in ok for f in ((d["latency"].get("repeats") or {}).get("failed") or [])]
+    failed += [f"{d.get('status')}: {d.get('reason')}" for d in docs if d not in ok]
     merged = copy.deepcopy(ok[0])
-    groups = [[float(x) for x in d["latency"]["samples"]] for d in ok]
+    groups = [g for d in ok for g in process_groups(d)]
     pooled = [x for g in groups for x in g]
     stats = summarize(pooled, seed=seed)
     across = across_processes(groups, seed=seed)

@@ -4,6 +4,12 @@ One bad cell never stops the run: a crash, timeout or OOM becomes a failed docum
 reason. Cells that already have a valid ``ok`` or ``skipped`` document are not redone unless
 ``force``; failed cells are retried (a failure may have been transient); corrupt documents are
 reported by name and redone.
+
+A cell measured in several fresh processes (`kit.run.repeats`) gets them in rounds: every cell's
+first process in matrix order, then the second process of each cell that has more planned, and
+so on, so that a cell's processes are minutes apart and sample different episodes of the host's
+noise rather than one. Its document is rewritten after each round with the processes so far; a
+cell whose document has processes still to run is resumed, not redone.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from kit.run.cell import (
 from kit.run.child import TaskCrashed
 
 ProgressFn = Callable[[Cell, dict[str, Any]], None]
+# (cell, which of its processes this was (2 up), the cell's document so far)
+RoundFn = Callable[[Cell, int, dict[str, Any]], None]
 
 
 @dataclass
@@ -91,9 +99,19 @@ def machine_name_of(gpu: dict[str, Any] | None, cpu: dict[str, Any]) -> str:
     return machine_name({"gpu": gpu, "cpu": cpu})
 
 
-def _status_of_existing(out: Path) -> tuple[dict[Cell, str], list[tuple[str, str]]]:
+def _existing(out: Path) -> tuple[dict[Cell, dict[str, Any]], list[tuple[str, str]]]:
     loaded = load_results(out)
-    return {Cell.from_dict(d["cell"]): d["status"] for d in loaded.docs}, loaded.corrupt
+    return {Cell.from_dict(d["cell"]): d for d in loaded.docs}, loaded.corrupt
+
+
+@dataclass
+class _Later:
+    """A cell with fresh processes still to run in later rounds."""
+
+    cell: Cell
+    docs: list[dict[str, Any]]
+    planned: int
+    policy: str
 
 
 def reproduce(
@@ -103,19 +121,22 @@ def reproduce(
     *,
     force: bool = False,
     on_cell: ProgressFn | None = None,
+    on_round: RoundFn | None = None,
     timeout_s: float | None = None,
     measure_fn: Callable[[Cell, RunOptions], dict[str, Any]] = measure_cell,
 ) -> RunSummary:
     from kit.paths.base import get_path
     from kit.run.profiles import get_profile
+    from kit.run.repeats import processes_pending
 
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cells = list(cells)
     summary = RunSummary(planned=len(cells))
-    existing, summary.corrupt = _status_of_existing(out)
+    existing, summary.corrupt = _existing(out)
     timeout = timeout_s if timeout_s is not None else get_profile(opts.profile).cell_timeout_s
     references: dict[str, str | None] = {}  # model -> None if ok, else the failure reason
+    later: list[_Later] = []
     start = time.perf_counter()
 
     def record(cell: Cell, doc: dict[str, Any], seconds: float) -> None:
@@ -128,10 +149,13 @@ def reproduce(
     try:
         todo: list[Cell] = []
         for cell in cells:
-            if not force and existing.get(cell) in ("ok", "skipped"):
+            old = existing.get(cell)
+            if not force and old is not None and old["status"] in ("ok", "skipped"):
                 summary.resumed += 1
                 if on_cell:
                     on_cell(cell, {"status": "resumed"})
+                if processes_pending(old):
+                    later.append(_resumed(cell, old))
                 continue
             todo.append(cell)
         run_cells = getattr(executor, "run_cells", None)
@@ -139,6 +163,7 @@ def reproduce(
             # A parallel executor (Ray) takes the whole list: it checks availability where each
             # cell runs, computes each model's reference before its cells, and hands documents
             # back as cells finish; they are written here, one by one, as with any executor.
+            # Its further processes run on other workers as soon as the first is back.
             for cell, doc in run_cells(todo, opts, measure_fn, timeout):
                 record(cell, doc, float(doc.get("duration_s") or 0.0))
         else:
@@ -154,8 +179,11 @@ def reproduce(
                     if failure:
                         doc = failed_document(cell, opts, f"FP32 reference for {cell.model} failed: {failure}")
                     else:
-                        doc = _run_cell(cell, opts, executor, timeout, measure_fn)
+                        doc, more = _first_process(cell, opts, executor, timeout, measure_fn)
+                        if more is not None:
+                            later.append(more)
                 record(cell, doc, time.perf_counter() - t0)
+        _later_rounds(later, opts, executor, timeout, measure_fn, out, summary, on_round)
     except KeyboardInterrupt:
         summary.interrupted = True
     summary.wall_s = time.perf_counter() - start
@@ -172,31 +200,75 @@ def _ensure_reference(model: str, opts: RunOptions, executor: Any, timeout: floa
     return None
 
 
-def _run_cell(
-    cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
+def _in_process(
+    fn: Callable[..., dict[str, Any]], cell: Cell, opts: RunOptions, executor: Any, timeout: float
 ) -> dict[str, Any]:
-    """The cell in its first process, then in as many more fresh processes as `processes_for`
-    says (``opts.repeats``, else the profile's default within its budget), merged."""
+    try:
+        doc: dict[str, Any] = executor.call(fn, cell, opts, timeout_s=timeout)
+    except TaskCrashed as exc:
+        doc = failed_document(cell, opts, str(exc))
+    return doc
+
+
+def _first_process(
+    cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
+) -> tuple[dict[str, Any], _Later | None]:
+    """The cell's first process (its artifacts made before it, in a process of their own), as a
+    document, and what is left for later rounds when `processes_for` plans more processes."""
     from kit.run.profiles import get_profile
-    from kit.run.repeats import run_repeats
+    from kit.run.repeats import finish, processes_for
 
-    again_fn, artifacts_first = cell_processes(cell, measure_fn)
-
-    def in_process(fn: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-        try:
-            doc: dict[str, Any] = executor.call(fn, cell, opts, timeout_s=timeout)
-        except TaskCrashed as exc:
-            doc = failed_document(cell, opts, str(exc))
-        return doc
-
+    _, artifacts_first = cell_processes(cell, measure_fn)
     if artifacts_first:
         # Exports and quantized models are made in a process of their own: the measured process
         # then only loads them, whether or not the cache was warm (`prepare_artifacts`).
         # A crash here is met again by the measured process, which reports it as the cell's.
         with contextlib.suppress(TaskCrashed):
             executor.call(make_artifacts, cell, opts, timeout_s=timeout)
-    first = in_process(measure_fn)
-    return run_repeats(first, lambda: in_process(again_fn), opts.repeats, get_profile(opts.profile), opts.seed)
+    first = _in_process(measure_fn, cell, opts, executor, timeout)
+    n, policy = processes_for(first, opts.repeats, get_profile(opts.profile))
+    doc = finish([first], policy, opts.seed, planned=n)
+    return doc, (_Later(cell, [doc], n, policy) if n > 1 else None)
+
+
+def _resumed(cell: Cell, doc: dict[str, Any]) -> _Later:
+    """A cell whose document (from a stopped run) has processes still to run."""
+    lat = doc["latency"]
+    policy = str(lat.get("processes_policy") or "").split("; ")[0]
+    return _Later(cell, [doc], int(lat["processes_planned"]), policy)
+
+
+def _later_rounds(
+    later: list[_Later],
+    opts: RunOptions,
+    executor: Any,
+    timeout: float,
+    measure_fn: Callable[..., dict[str, Any]],
+    out: Path,
+    summary: RunSummary,
+    on_round: RoundFn | None,
+) -> None:
+    """Round r runs the next process of every cell that has one planned (timing only), and
+    rewrites the cell's document with its processes so far."""
+    from kit.run.repeats import finish, processes_attempted
+
+    def attempted(item: _Later) -> int:
+        return sum(processes_attempted(d) for d in item.docs)
+
+    while True:
+        due = [item for item in later if attempted(item) < item.planned]
+        if not due:
+            return
+        for item in due:
+            again_fn, _ = cell_processes(item.cell, measure_fn)
+            t0 = time.perf_counter()
+            item.docs.append(_in_process(again_fn, item.cell, opts, executor, timeout))
+            doc = finish(item.docs, item.policy, opts.seed, planned=item.planned)
+            write_result(out, doc)
+            key = item.cell.key()
+            summary.per_cell_s[key] = summary.per_cell_s.get(key, 0.0) + time.perf_counter() - t0
+            if on_round:
+                on_round(item.cell, attempted(item), doc)
 
 
 def link_latest(out: Path) -> None:

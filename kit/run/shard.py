@@ -182,8 +182,15 @@ def _prepare_s(path: str, params: int, forward_s: float) -> float:
 
 def cell_cost(cell: Cell, profile: str = "full") -> float:
     """Expected seconds of ``cell`` on the reference machine (see the module docstring)."""
+    first, each, processes = cell_cost_parts(cell, profile)
+    return first + (processes - 1) * each
+
+
+def cell_cost_parts(cell: Cell, profile: str = "full") -> tuple[float, float, int]:
+    """``cell_cost`` in its parts: the first process (with its artifacts process), each further
+    timing-only process, and how many processes in all (the runner runs them in later rounds)."""
     if not _path_runs_on(cell.path, cell.device):
-        return SKIP_COST_S
+        return SKIP_COST_S, 0.0, 1
     prof = _profile(profile)
     spec = _spec(cell.model)
     factor = _path_factor(cell.path, cell.device) or 1.0
@@ -203,7 +210,7 @@ def cell_cost(cell: Cell, profile: str = "full") -> float:
     if _caches_artifacts(cell.path):  # the artifacts are made in a process of their own first
         first += CELL_OVERHEAD_S + build
     # Batch sweeps (opt-in) are left out: they add alike to every cell of a run.
-    return first + (_processes(fwd, prof) - 1) * _repeat_s(cell.path, spec.real_params, fwd, build, prof)
+    return first, _repeat_s(cell.path, spec.real_params, fwd, build, prof), _processes(fwd, prof)
 
 
 @functools.cache
