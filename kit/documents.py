@@ -28,11 +28,11 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jsonschema
 from jsonschema import Draft202012Validator
@@ -251,14 +251,20 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
-    """The kit's one atomic writer (documents go through `atomic_write_text`; the FP32 reference
-    outputs and the report's figures are bytes): temporary file beside ``target``, fsync, rename."""
+    """Documents go through `atomic_write_text`; the FP32 reference outputs and the report's
+    figures are bytes."""
+    return atomic_write_with(target, lambda fh: fh.write(data))
+
+
+def atomic_write_with(target: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> Path:
+    """The kit's one atomic writer: ``write(fh)`` fills a temporary file beside ``target`` (a
+    writer that streams, e.g. ``torch.save``, needs no copy of the data in memory), fsync, rename."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

@@ -313,3 +313,30 @@ def test_specs_survive_pickling():
 
     for spec in [*MODELS.values(), tiny_spec("mobilevit")]:
         assert pickle.loads(pickle.dumps(spec)) == spec
+
+
+@pytest.mark.parametrize("family", ["vit", "mobilevit"])
+def test_cached_random_weights_are_the_built_ones_and_a_bad_file_is_rebuilt(family, tmp_path):
+    spec = tiny_spec(family)
+    built, info_built = build_model(spec, seed=3)
+    first, info_first = build_model(spec, seed=3, cache_dir=tmp_path)
+    again, info_again = build_model(spec, seed=3, cache_dir=tmp_path)
+    assert "built and saved" in info_first["weights_cache"] and "loaded" in info_again["weights_cache"]
+    assert "weights_cache" not in info_built
+    ref = built.state_dict()
+    for model in (first, again):
+        state = model.state_dict()
+        assert state.keys() == ref.keys() and all(torch.equal(state[k], ref[k]) for k in ref)
+        assert not any(p.requires_grad or p.is_meta for p in model.parameters())
+        assert not model.training
+    x = torch.from_numpy(example_inputs(spec, 2, seed=0))
+    with torch.inference_mode():
+        assert torch.equal(output_of(built, spec, x), output_of(again, spec, x))
+    # Another seed is another file; a truncated file is built again and replaced.
+    target = build.random_weights_file(tmp_path, spec, 3)
+    assert target.exists() and not build.random_weights_file(tmp_path, spec, 4).exists()
+    target.write_bytes(target.read_bytes()[:100])
+    rebuilt, info = build_model(spec, seed=3, cache_dir=tmp_path)
+    assert "built and saved" in info["weights_cache"]
+    assert all(torch.equal(rebuilt.state_dict()[k], ref[k]) for k in ref)
+    assert "loaded" in build_model(spec, seed=3, cache_dir=tmp_path)[1]["weights_cache"]

@@ -279,6 +279,38 @@ def _build_random(spec: ModelSpec, seed: int, attn: str) -> Any:
     return model
 
 
+def random_weights_file(cache_dir: str | os.PathLike[str], spec: ModelSpec, seed: int) -> Path:
+    """Where a run keeps the seeded FP32 weights of ``spec`` (`build_model` with ``cache_dir``)."""
+    return Path(cache_dir) / "weights" / f"{weights_fingerprint(spec, 'random', seed)}.pt"
+
+
+def _build_random_cached(spec: ModelSpec, seed: int, attn: str, cache_dir: str | os.PathLike[str]) -> tuple[Any, str]:
+    """The seeded model, its tensors loaded from the run's cache when an earlier process made them.
+
+    A seeded init is a pure function of (spec, seed, versions) but costs: ViT-H/14 took 8.0 s to
+    build on the reference 2-core Xeon against 1.2 s to load, and a matrix run builds each model
+    once per torch cell process, export and reference (about 4 minutes in all). The file is keyed
+    by `weights_fingerprint`; the loaded tensors are the same (tests/test_models.py), in ordinary
+    process memory (read whole, not memory-mapped), so the memory phases are those of a build."""
+    import torch
+
+    from kit.documents import atomic_write_with
+
+    target = random_weights_file(cache_dir, spec, seed)
+    if target.exists():
+        try:
+            with torch.random.fork_rng(devices=[]), _skip_hf_init(), _parameters_on_meta():
+                model = model_class(spec)._from_config(make_config(spec), attn_implementation=attn, **spec.model_kwargs)
+            state = torch.load(target, map_location="cpu", weights_only=True, mmap=False)
+            model.load_state_dict(state, strict=True, assign=True)
+            return model, f"loaded from the run's cache ({target.name}), made by an earlier build"
+        except Exception:  # a truncated or foreign file: build, and replace it below
+            pass
+    model = _build_random(spec, seed, attn)
+    atomic_write_with(target, lambda fh: torch.save(model.state_dict(), fh))
+    return model, f"built and saved to the run's cache ({target.name})"
+
+
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
     """Every parameter registered inside is moved to the meta device at once (buffers stay real).
@@ -409,7 +441,11 @@ def _weights_mode(weights: str) -> str:
 
 
 def build_model(
-    spec: ModelSpec, weights: str = "random", seed: int = 0, attn_implementation: str | None = None
+    spec: ModelSpec,
+    weights: str = "random",
+    seed: int = 0,
+    attn_implementation: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build ``spec`` as an FP32 CPU module in eval mode, and say how it was built.
 
@@ -419,7 +455,8 @@ def build_model(
     config.json must match the spec's architecture), or ``"hub"`` (``from_pretrained`` of
     ``spec.checkpoint``; honours ``HF_HUB_OFFLINE``; `WeightsUnavailable` if it can't be had).
     ``attn_implementation`` overrides `choose_attn_implementation` (e.g. ``"eager"`` for an
-    exporter). The returned dict is meant to go into every result as is.
+    exporter). ``cache_dir``: random weights are saved there by the first build and loaded by
+    the next (`_build_random_cached`). The returned dict is meant to go into every result as is.
     """
     import torch
     import transformers
@@ -430,7 +467,10 @@ def build_model(
     started = time.perf_counter()
     info: dict[str, Any] = {"weights": mode, "seed": seed if mode == "random" else None}
     if mode == "random":
-        model = _build_random(spec, seed, attn)
+        if cache_dir is None:
+            model = _build_random(spec, seed, attn)
+        else:
+            model, info["weights_cache"] = _build_random_cached(spec, seed, attn, cache_dir)
         info.update(weights_source="random", init=INIT_METHOD)
     elif mode == "directory":
         directory = Path(weights).resolve()

@@ -92,7 +92,7 @@ def reference_output(model_id: str, opts: RunOptions) -> dict[str, Any]:
     target = _reference_file(opts, model_id, fingerprint, n_images)
     if target.exists():
         return {"file": str(target), "computed": False}
-    model, _info = build_model(spec, weights=opts.weights, seed=opts.seed)
+    model, _info = build_model(spec, weights=opts.weights, seed=opts.seed, cache_dir=cache_dir(opts))
     pixels = fidelity_inputs(spec, n_images)
     with torch.inference_mode():
         out = output_of(model, spec, torch.from_numpy(pixels)).float().numpy()
@@ -237,7 +237,7 @@ def _prepare_context(
     model_info: dict[str, Any] = {}
 
     def build_float_model() -> Any:
-        model, info = build_model(spec, weights=opts.weights, seed=opts.seed)
+        model, info = build_model(spec, weights=opts.weights, seed=opts.seed, cache_dir=cache_dir(opts))
         model_info.update(info)
         return model
 
