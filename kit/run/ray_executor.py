@@ -468,7 +468,8 @@ class RayExecutor:
                             )
                             pending[more] = cell
                     if len(docs) == planned[cell][0]:
-                        yield cell, finish(docs, planned[cell][1], getattr(opts, "seed", 0))
+                        n, policy = planned[cell]
+                        yield cell, finish(docs, policy, getattr(opts, "seed", 0), planned=n)
         finally:
             for ref in [*pending, *reference.values()]:
                 with contextlib.suppress(Exception):  # already finished or gone: nothing to stop
