@@ -128,6 +128,9 @@ def test_a_repeat_process_only_times_the_cell(tmp_path: Path) -> None:
     full, timed = measure_cell(cell, opts), time_cell(cell, opts)
     assert full["status"] == timed["status"] == "ok"
     assert full["fidelity"] is not None and timed["fidelity"] is None
+    # Sizes are the first process's: a repeat does not write the state dict out again.
+    assert full["size"]["bytes"] > 0 and timed["size"] is None
+    assert "weights_mb" in full["memory"] and "weights_mb" not in timed["memory"]
     # Same warm-up; the repeat's timed part is the profile's shorter one.
     from kit.run.profiles import get_profile
 

@@ -49,6 +49,10 @@ class PrepareContext:
     cache_dir: str
     weights_fingerprint: str
     options: dict[str, Any] = field(default_factory=dict)
+    # False in a timing-only process (`kit.run.cell.time_cell`): sizes and weight bytes are the
+    # first process's, and working them out costs seconds a process (a state dict written to disk,
+    # packed INT8 weights unpacked: 7 s for ViT-L/16 torch dynamic INT8).
+    measure_size: bool = True
 
 
 @dataclass

@@ -111,17 +111,12 @@ def torch_prepared(model: Any, ctx: PrepareContext, dtype: Any, details: dict[st
 
         return call
 
-    by_dtype = quantized_weight_bytes(model)
-    size, size_method = serialized_state_dict_bytes(model, ctx.work_dir)
-    return PreparedModel(
-        run=run,
-        make_timed_call=make_timed_call,
-        details=details,
-        serialized_bytes=size,
-        serialized_method=size_method,
-        weight_bytes=sum(by_dtype.values()),
-        weight_bytes_by_dtype=by_dtype,
-    )
+    prepared = PreparedModel(run=run, make_timed_call=make_timed_call, details=details)
+    if ctx.measure_size:
+        by_dtype = quantized_weight_bytes(model)
+        prepared.serialized_bytes, prepared.serialized_method = serialized_state_dict_bytes(model, ctx.work_dir)
+        prepared.weight_bytes, prepared.weight_bytes_by_dtype = sum(by_dtype.values()), by_dtype
+    return prepared
 
 
 class TorchFloatPath(PrecisionPath):

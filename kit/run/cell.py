@@ -228,7 +228,7 @@ def _gpu_clocks_after_timing(device: str) -> dict[str, Any] | None:
 
 
 def _prepare_context(
-    cell: Cell, opts: RunOptions, spec: Any, fingerprint: str, work_dir: str
+    cell: Cell, opts: RunOptions, spec: Any, fingerprint: str, work_dir: str, measure_size: bool = True
 ) -> tuple[Any, dict[str, Any]]:
     """The path's PrepareContext, and the dict ``build_float_model`` fills with how it built."""
     from kit.models.build import build_model
@@ -250,6 +250,7 @@ def _prepare_context(
         cache_dir=str(cache_dir(opts)),
         weights_fingerprint=fingerprint,
         options=dict(opts.path_options),
+        measure_size=measure_size,
     )
     return ctx, model_info
 
@@ -290,7 +291,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only
     fid_pixels = None if reference is None else fidelity_inputs(spec, reference.shape[0])
     doc = base_document(cell, opts, "ok", None)
     with tempfile.TemporaryDirectory(prefix="qkit-cell-") as work_dir:
-        ctx, model_info = _prepare_context(cell, opts, spec, fingerprint, work_dir)
+        ctx, model_info = _prepare_context(cell, opts, spec, fingerprint, work_dir, measure_size=not timing_only)
         gc.collect()
         with MemoryTracker(cell.device) as memory:
             prepared = path.prepare(ctx)
@@ -370,7 +371,7 @@ def _measure_available_cell(cell: Cell, opts: RunOptions, path: Any, timing_only
             "batch_sweep": sweep,
         }
     )
-    if doc["size"] is None:
+    if doc["size"] is None and not timing_only:  # a timing-only process's document is merged into the first's
         doc["status"] = "failed"
         doc["reason"] = f"path {cell.path} reported no serialized size"
     return doc
