@@ -405,7 +405,8 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
             return _clock((total - spent[0]) * pace), elapsed
 
         def on_round(cell: Any, process: int, doc: dict[str, Any]) -> None:
-            each, planned = repeat_cost.get(cell.key(), (0.0, 1))
+            each, _ = repeat_cost.get(cell.key(), (0.0, 1))
+            planned = (doc.get("latency") or {}).get("processes_planned", process)
             eta, elapsed = eta_after(each)
             bar.set_postfix_str(f"ETA {eta} | process {process}/{planned} of {cell.model} {cell.path}")
             if not sys.stderr.isatty():
