@@ -9,7 +9,7 @@ import pytest
 
 from kit.bench.coverage import coverage, runs_from_processes
 from kit.measure.latency import across_processes, bootstrap_median_ci, mean_across_processes
-from kit.results.store import load_results
+from kit.results.store import Cell, load_results
 from kit.run.cell import RunOptions
 from kit.run.executors import InlineExecutor
 from kit.run.repeats import merge_repeats
@@ -187,7 +187,7 @@ def test_a_cells_processes_run_in_rounds_over_the_matrix_and_a_stopped_run_resum
     calls: list[str] = []
     stop_at = [4]  # the 4th process: the second round's second cell
 
-    def logged(cell, run_opts):  # noqa: ANN001, ANN202 - a measure_fn stand-in
+    def logged(cell: Cell, run_opts: RunOptions) -> dict:  # a measure_fn stand-in
         calls.append(cell.path)
         if len(calls) == stop_at[0]:
             raise KeyboardInterrupt
