@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -121,3 +122,23 @@ def test_cuda_events_time_a_cuda_call() -> None:
     result = LatencyTracker(cfg, device="cuda").run(lambda: x @ x)
     assert result.timer == "cuda_event"
     assert all(s > 0 for s in result.samples_ms)
+
+
+def test_a_steady_slow_call_stops_on_its_ci_before_min_iterations() -> None:
+    cfg = LatencyConfig(
+        warmup_iterations=0,
+        warmup_s=0.0,
+        min_iterations=10,
+        min_duration_s=0.0,
+        max_duration_s=10.0,
+        ci_target=0.02,
+        ci_min_iterations=5,
+    )
+    res = LatencyTracker(cfg).run(lambda: time.sleep(0.03))
+    assert res.stopped_by == "ci_target" and 5 <= len(res.samples_ms) < 10
+    assert res.to_dict()["ci_min_iterations"] == 5
+    # Without it the CI rule waits for min_iterations.
+    res = LatencyTracker(dataclasses.replace(cfg, ci_min_iterations=None)).run(lambda: time.sleep(0.03))
+    assert len(res.samples_ms) >= 10
+    with pytest.raises(ValueError, match="ci_min_iterations"):
+        dataclasses.replace(cfg, ci_min_iterations=11)

@@ -3,15 +3,17 @@
 ``full`` is sized for the kit's 30-minute budget for the 16-model CPU matrix on 2 cores while
 still giving a median with a CI that holds across processes:
 
-- Timing stops early (adaptive, MLPerf-style) once 1 s and 10 iterations are timed and the
-  median's CI half-width is within 1 %; a noisy cell still runs to 2 s; ViT-H/14 FP32 at ~1.9 s a
-  forward gets its ``min_iterations``.
+- Timing stops early (adaptive, MLPerf-style) once the median's CI half-width is within 1 %: in
+  a cell's first process from 5 iterations and 0.5 s (a steady slow cell, ViT-H/14 at 1-2.5 s a
+  forward, stops there), else at 10 iterations and 1 s; a lone process (``--repeats 1``) from 10
+  iterations and 1 s, else at 2 s.
 - Fresh processes: a cell whose first median is at most ``REPEAT_MAX_MEDIAN_MS`` is measured in
   3 fresh processes, and its CI is the two-level one across them (`kit.run.repeats`). The first
   process times at least 10 iterations and 1 s (``first_of_many_latency``: its median is one of
   three, and the spread between them sets the interval); processes 2 and 3 only time it (the same
   warm-up, then at least 5 iterations and 0.5 s). A cell above the line keeps its first process
-  alone, and 10 iterations of over 300 ms time it longer than ``latency``'s 2 s would. With one process
+  alone: timed until its CI is within 1 % from 5 iterations, else for 10 iterations of over
+  300 ms, longer than ``latency``'s 2 s. With one process
   per run, 18 % of rerun medians fell inside another run's CI on the reference 2-core Xeon; with
   this scheme, 98 % (`python -m kit.bench --only coverage`, 2026-12-05). The three processes cost
   the matrix about 11 minutes there (101 of 128 CPU cells); the slower cells (the large models,
@@ -55,8 +57,9 @@ class Profile:
     # The first process when more may follow: its median is one of k, and the interval rests on
     # the spread between process medians, so it times to ``first_of_many_latency`` (None:
     # ``latency``). Its ``min_iterations`` at the repeat line must time at least as long as
-    # ``latency`` would, so that a cell left with one process (above the line) is timed as a
-    # single-process cell always was (checked in __post_init__).
+    # ``latency`` would, so that a cell left with one process (above the line) and not steady
+    # enough to stop on its CI sooner is timed as a single-process cell always was (checked in
+    # __post_init__).
     first_of_many_latency: LatencyConfig | None = None
     # The budget: the extra processes run only where the first process's median is at most this
     # (None: always). A cell above it keeps one process and its document says why.
@@ -166,6 +169,7 @@ PROFILES: dict[str, Profile] = {
             max_duration_s=30.0,
             ci_target=0.01,
             ci_min_duration_s=0.5,
+            ci_min_iterations=5,
         ),
     ),
     "study": Profile(
