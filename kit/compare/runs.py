@@ -10,8 +10,9 @@ inputs give the same output). A cell is ``slower`` or ``faster`` only when that 
 *and* the ratio is beyond ``min_change`` (pyperf's ``--min-speed``); otherwise ``no significant
 change``. Where a document has no samples, the ratio's CI is bounded from the two medians' own
 95% CIs (``lo_B / hi_A`` to ``hi_B / lo_A``), conservative, and the row says so.
-Caveat: the samples of one cell come from one process, so the CI covers iteration-to-iteration
-noise, not run-to-run (boot, thermal, placement) noise; ``min_change`` is the guard for that.
+Caveat: a cell's samples are pooled from its fresh processes (up to 3, spread over the run in
+rounds), so the CI covers the noise those processes met, not run-to-run noise beyond it (another
+boot, another day); ``min_change`` is the guard for that.
 
 Memory. The inference-phase peak where both documents have memory phases (`kit.results.figures`),
 else the whole-cell peak of both, named so (one value per cell, no samples): ``higher`` / ``lower``
