@@ -211,7 +211,8 @@ def test_a_cells_processes_run_in_rounds_over_the_matrix_and_a_stopped_run_resum
     calls.clear()
     stop_at[0] = 0
     summary = reproduce(cells, opts, InlineExecutor(), measure_fn=logged)
-    assert summary.resumed == 2 and not summary.interrupted
+    assert summary.resumed == 2 and not summary.interrupted and summary.later_processes == 3
+    assert "2 already done (resumed), 3 later processes" in summary.line()
     assert calls == ["torch-fp32", "torch-bf16", "torch-bf16"]  # only the processes still to run, in rounds
     docs = {d["cell"]["path"]: d for d in load_results(tmp_path).docs}
     for doc in docs.values():

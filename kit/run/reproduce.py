@@ -52,11 +52,14 @@ class RunSummary:
     interrupted: bool = False
     wall_s: float = 0.0
     per_cell_s: dict[str, float] = field(default_factory=dict)
+    later_processes: int = 0  # processes run in later rounds (a cell's 2nd, 3rd, ...)
 
     def line(self) -> str:
         return (
             f"{self.planned} cells: {self.ok} ok, {self.skipped} skipped, {self.failed} failed, "
-            f"{self.resumed} already done (resumed); {self.wall_s:.0f} s"
+            f"{self.resumed} already done (resumed)"
+            + (f", {self.later_processes} later processes" if self.later_processes else "")
+            + f"; {self.wall_s:.0f} s"
             + ("; INTERRUPTED" if self.interrupted else "")
         )
 
@@ -265,6 +268,7 @@ def _later_rounds(
             item.docs.append(_in_process(again_fn, item.cell, opts, executor, timeout))
             doc = finish(item.docs, item.policy, opts.seed, planned=item.planned)
             write_result(out, doc)
+            summary.later_processes += 1
             key = item.cell.key()
             summary.per_cell_s[key] = summary.per_cell_s.get(key, 0.0) + time.perf_counter() - t0
             if on_round:
