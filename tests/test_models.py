@@ -340,3 +340,9 @@ def test_cached_random_weights_are_the_built_ones_and_a_bad_file_is_rebuilt(fami
     assert "built and saved" in info["weights_cache"]
     assert all(torch.equal(rebuilt.state_dict()[k], ref[k]) for k in ref)
     assert "loaded" in build_model(spec, seed=3, cache_dir=tmp_path)[1]["weights_cache"]
+    # A cache that cannot be written (here a file where its folder should be) costs the save only.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    model, info = build_model(spec, seed=3, cache_dir=blocked)
+    assert "could not keep it" in info["weights_cache"]
+    assert all(torch.equal(model.state_dict()[k], ref[k]) for k in ref)

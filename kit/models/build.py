@@ -307,7 +307,10 @@ def _build_random_cached(spec: ModelSpec, seed: int, attn: str, cache_dir: str |
         except Exception:  # a truncated or foreign file: build, and replace it below
             pass
     model = _build_random(spec, seed, attn)
-    atomic_write_with(target, lambda fh: torch.save(model.state_dict(), fh))
+    try:
+        atomic_write_with(target, lambda fh: torch.save(model.state_dict(), fh))
+    except OSError as exc:  # a full disk or a read-only results folder costs time, not the cell
+        return model, f"built; the run's cache could not keep it ({type(exc).__name__}: {exc})"
     return model, f"built and saved to the run's cache ({target.name})"
 
 
