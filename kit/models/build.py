@@ -268,13 +268,22 @@ def init_random_weights(model: Any, spec: ModelSpec, seed: int) -> None:
     _calibrate_batchnorm(model, spec, seed)
 
 
-def _build_random(spec: ModelSpec, seed: int, attn: str) -> Any:
+def construct_uninitialised(spec: ModelSpec, attn: str | None = None, *, parameters_on_meta: bool = False) -> Any:
+    """``spec``'s module from its registry config, transformers' own init skipped: parameters
+    allocated but not set, or on the meta device (no memory; buffers stay real either way).
+    ``attn``: None is `choose_attn_implementation`."""
     import torch
 
-    config = make_config(spec)
+    on_meta = _parameters_on_meta() if parameters_on_meta else contextlib.nullcontext()
     # fork_rng: constructors that call torch.randn must not move the caller's global RNG.
-    with torch.random.fork_rng(devices=[]), _skip_hf_init():
-        model = model_class(spec)._from_config(config, attn_implementation=attn, **spec.model_kwargs)
+    with torch.random.fork_rng(devices=[]), _skip_hf_init(), on_meta:
+        return model_class(spec)._from_config(
+            make_config(spec), attn_implementation=attn or choose_attn_implementation(spec), **spec.model_kwargs
+        )
+
+
+def _build_random(spec: ModelSpec, seed: int, attn: str) -> Any:
+    model = construct_uninitialised(spec, attn)
     init_random_weights(model, spec, seed)
     return model
 
@@ -299,8 +308,7 @@ def _build_random_cached(spec: ModelSpec, seed: int, attn: str, cache_dir: str |
     target = random_weights_file(cache_dir, spec, seed)
     if target.exists():
         try:
-            with torch.random.fork_rng(devices=[]), _skip_hf_init(), _parameters_on_meta():
-                model = model_class(spec)._from_config(make_config(spec), attn_implementation=attn, **spec.model_kwargs)
+            model = construct_uninitialised(spec, attn, parameters_on_meta=True)
             state = torch.load(target, map_location="cpu", weights_only=True, mmap=False)
             model.load_state_dict(state, strict=True, assign=True)
             return model, f"loaded from the run's cache ({target.name}), made by an earlier build"
@@ -341,13 +349,7 @@ def _parameters_on_meta() -> Iterator[None]:
 
 def meta_param_count(spec: ModelSpec) -> int:
     """Parameters of ``spec``'s module without allocating or initialising them (ViT-H: < 1 s)."""
-    import torch
-
-    with torch.random.fork_rng(devices=[]), _skip_hf_init(), _parameters_on_meta():
-        model = model_class(spec)._from_config(
-            make_config(spec), attn_implementation=choose_attn_implementation(spec), **spec.model_kwargs
-        )
-    return param_count(model)
+    return param_count(construct_uninitialised(spec, parameters_on_meta=True))
 
 
 # --------------------------------------------------------------------------------- pretrained

@@ -279,19 +279,9 @@ def module_facts(spec: ModelSpec) -> dict[str, Any]:
         return _FACTS[key]
     import torch
 
-    from kit.models.build import (
-        _parameters_on_meta,
-        _skip_hf_init,
-        choose_attn_implementation,
-        make_config,
-        model_class,
-        param_count,
-    )
+    from kit.models.build import construct_uninitialised, param_count
 
-    with torch.random.fork_rng(devices=[]), _skip_hf_init(), _parameters_on_meta():
-        model = model_class(spec)._from_config(
-            make_config(spec), attn_implementation=choose_attn_implementation(spec), **spec.model_kwargs
-        )
+    model = construct_uninitialised(spec, parameters_on_meta=True)
     linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
     convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
     heads = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and "classifier" in n.split(".")[0]]
