@@ -220,3 +220,11 @@ def test_a_cells_processes_run_in_rounds_over_the_matrix_and_a_stopped_run_resum
         assert lat["repeats"]["processes"] == 3 and len(lat["repeats"]["process_iterations"]) == 3
         assert lat["processes_policy"] == "--repeats 3" and processes_pending(doc) == 0
         assert doc["fidelity"] is not None  # the first process's, kept through the merges
+
+
+def test_the_policy_of_a_pending_document_reads_back_whole() -> None:
+    from kit.run.repeats import finish, planned_policy
+
+    doc = finish([_doc(_process(10.0))], "profile x: 3 processes; a reason with a semicolon", planned=3)
+    assert "1 of 3 processes measured so far" in doc["latency"]["processes_policy"]
+    assert planned_policy(doc) == "profile x: 3 processes; a reason with a semicolon"

@@ -30,7 +30,6 @@ processes measured so far; a stopped run loses none of them and a resumed one ad
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 from kit.measure.latency import across_processes, mean_across_processes, summarize
@@ -55,21 +54,6 @@ def processes_for(first: dict[str, Any], requested: int | None, profile: Any) ->
             "(the profile's wall-time budget): its CI is within one process only"
         )
     return profile.repeats, policy
-
-
-def run_repeats(
-    first: dict[str, Any],
-    again: Callable[[], dict[str, Any]],
-    requested: int | None,
-    profile: Any,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The cell's document, given its first process's: ``again()`` (a timing-only fresh process)
-    as many more times as `processes_for` says, back to back, merged (the coverage benchmark's
-    tests and callers that want one cell at once; the runner spreads them in rounds)."""
-    n, policy = processes_for(first, requested, profile)
-    docs = [first] + [again() for _ in range(n - 1)]
-    return finish(docs, policy, seed, planned=n)
 
 
 def processes_attempted(doc: dict[str, Any]) -> int:
@@ -97,11 +81,22 @@ def finish(docs: list[dict[str, Any]], policy: str, seed: int = 0, planned: int 
             lat["processes_planned"] = planned
             done = processes_attempted(doc)
             if doc.get("status") == "ok" and done < planned:
-                lat["processes_policy"] = (
-                    f"{policy}; {done} of {planned} processes measured so far: the rest come in later rounds "
-                    "of the run (a stopped run resumes them)"
-                )
+                lat["processes_policy"] = policy + _so_far(done, planned)
     return doc
+
+
+def _so_far(done: int, planned: int) -> str:
+    return (
+        f"; {done} of {planned} processes measured so far: the rest come in later rounds of the run "
+        "(a stopped run resumes them)"
+    )
+
+
+def planned_policy(doc: dict[str, Any]) -> str:
+    """The policy `finish` was given for ``doc``, without what it added while processes are pending."""
+    lat = doc["latency"]
+    text = str(lat.get("processes_policy") or "")
+    return text.removesuffix(_so_far(processes_attempted(doc), int(lat.get("processes_planned") or 0)))
 
 
 def process_groups(doc: dict[str, Any]) -> list[list[float]]:

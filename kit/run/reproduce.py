@@ -236,9 +236,9 @@ def _first_process(
 
 def _resumed(cell: Cell, doc: dict[str, Any]) -> _Later:
     """A cell whose document (from a stopped run) has processes still to run."""
-    lat = doc["latency"]
-    policy = str(lat.get("processes_policy") or "").split("; ")[0]
-    return _Later(cell, [doc], int(lat["processes_planned"]), policy)
+    from kit.run.repeats import planned_policy
+
+    return _Later(cell, [doc], int(doc["latency"]["processes_planned"]), planned_policy(doc))
 
 
 def _later_rounds(
