@@ -319,17 +319,18 @@ def _expected_s(cells: list[Any], opts: Any, force: bool) -> list[float]:
     return out
 
 
-def _repeat_share(cell: Any, opts: Any, expected_s: float) -> tuple[float, int]:
-    """Of a cell's ``expected_s``: the seconds of each later process, and the processes planned."""
+def _process_shares(cell: Any, opts: Any, expected_s: float) -> tuple[float, float]:
+    """A cell's ``expected_s`` split as the runner spends it: its first process (with what comes
+    before it), then each of its later processes (`kit.run.shard.cell_cost_parts`)."""
     from kit.run.shard import cell_cost_parts
 
     try:
         first, each, processes = cell_cost_parts(cell, opts.profile)
     except (KeyError, ValueError):
-        return 0.0, 1
+        return expected_s, 0.0
     total = first + (processes - 1) * each
-    scale = expected_s / total if total > 0 and expected_s > 0 else 0.0
-    return each * scale, processes
+    each *= expected_s / total if total > 0 and expected_s > 0 else 0.0
+    return expected_s - (processes - 1) * each, each
 
 
 def _calibration(cells: list[Any], opts: Any) -> tuple[float, int]:
@@ -384,9 +385,8 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
         f"(the shards' cost model, {how}; the ETA adapts as cells finish)",
         err=True,
     )
-    cost = {c.key(): e for c, e in zip(cells, expected)}
     # A cell's later processes run in later rounds: its first process is priced apart from them.
-    repeat_cost = {c.key(): _repeat_share(c, opts, e) for c, e in zip(cells, expected)}
+    shares = {c.key(): _process_shares(c, opts, e) for c, e in zip(cells, expected)}
     done, spent = [0], [0.0]
     start = time.monotonic()
     with tqdm(
@@ -405,7 +405,7 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
             return _clock((total - spent[0]) * pace), elapsed
 
         def on_round(cell: Any, process: int, doc: dict[str, Any]) -> None:
-            each, _ = repeat_cost.get(cell.key(), (0.0, 1))
+            each = shares.get(cell.key(), (0.0, 0.0))[1]
             planned = (doc.get("latency") or {}).get("processes_planned", process)
             eta, elapsed = eta_after(each)
             bar.set_postfix_str(f"ETA {eta} | process {process}/{planned} of {cell.model} {cell.path}")
@@ -419,8 +419,7 @@ def _run_with_progress(cells: list[Any], opts: Any, executor: Any, force: bool) 
 
         def on_cell(cell: Any, doc: dict[str, Any]) -> None:
             done[0] += 1
-            each, planned = repeat_cost.get(cell.key(), (0.0, 1))
-            eta, elapsed = eta_after(cost.get(cell.key(), 0.0) - each * (planned - 1))
+            eta, elapsed = eta_after(shares.get(cell.key(), (0.0, 0.0))[0])
             bar.set_postfix_str(f"ETA {eta} | {cell.model} {cell.path} {cell.device}: {doc['status']}")
             bar.update(1)
             if not sys.stderr.isatty():
