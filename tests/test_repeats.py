@@ -90,6 +90,19 @@ def test_merge_repeats_pools_and_records_each_process() -> None:
     assert merge_repeats([_doc([], "failed")])["status"] == "failed"
 
 
+def test_merge_of_one_ok_process_and_failed_ones_keeps_the_within_process_interval() -> None:
+    # A later process that crashed (OOM, timeout) leaves one ok process: no between-process
+    # interval can be made, and the merge must neither fail nor invent one.
+    first = _doc(_process(10.0, seed=1))
+    merged = merge_repeats([first, _doc([], "failed"), _doc([], "failed")])
+    lat = merged["latency"]
+    assert merged["status"] == "ok"
+    assert lat["repeats"]["processes"] == 1 and lat["repeats"]["failed"] == ["failed: boom"] * 2
+    assert "within one process only" in lat["ci_method"]
+    assert "p50_rerun95" not in lat and "mean_ci95" not in lat
+    assert lat["p50_ci95"] == list(bootstrap_median_ci(np.asarray(first["latency"]["samples"])))
+
+
 def test_reproduce_with_repeats_writes_one_merged_document(tmp_path: Path) -> None:
     cells = plan_matrix(["tiny-vit"], ["torch-fp32"], ["cpu"], [1])
     opts = RunOptions(out_dir=str(tmp_path), profile="quick", command="pytest", repeats=2)

@@ -139,13 +139,18 @@ def merge_repeats(docs: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
     mean, mean_ci = mean_across_processes(groups)
     lat = merged["latency"]
     lat.update({k: stats[k] for k in ("std", "cv", "min", "p90", "p95", "p99", "max")})
+    # One ok process among failed ones has no between-process interval: its CI stays the
+    # within-process one (labelled so by `across_processes`), and no mean or rerun interval is
+    # invented from a single process.
+    lat.pop("mean_ci95", None)
+    lat.pop("p50_rerun95", None)
+    if across["processes"] > 1:
+        lat.update({"mean_ci95": mean_ci, "p50_rerun95": across["p50_rerun95"]})
     lat.update(
         {
             "mean": mean,
-            "mean_ci95": mean_ci,
             "p50": across["p50"],
             "p50_ci95": across["p50_ci95"],
-            "p50_rerun95": across["p50_rerun95"],
             "ci_method": across["ci_method"],
             "iterations": len(pooled),
             "duration_s": sum(float(d["latency"]["duration_s"]) for d in ok),
