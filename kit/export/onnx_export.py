@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kit.errors import one_line
+from kit.export.cache_entry import cached_entry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -65,7 +66,6 @@ LEGACY_OPSET = 17
 EXTERNAL_DATA_THRESHOLD = 64 * 2**20
 MODEL_FILE = "model.onnx"
 DATA_FILE = MODEL_FILE + ".data"
-META_FILE = "meta.json"
 INPUT_NAME = "pixel_values"
 
 
@@ -274,79 +274,17 @@ def cache_key(spec: ModelSpec, fingerprint: str, identity: dict[str, Any], attn:
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:20]
 
 
-def entry_problem(entry: Path) -> str | None:
-    """Why a cache entry (an export, or a model derived from one) cannot be used; None if usable.
-
-    Usable = ``meta.json`` readable and every file it lists present at the size it was written.
-    """
-    meta_file = entry / META_FILE
-    if not meta_file.is_file():
-        return f"{meta_file} missing"
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        return f"{meta_file} unreadable ({one_line(exc)})"
-    for name, size in meta.get("files", {}).items():
-        path = entry / name
-        if not path.is_file():
-            return f"{path} missing"
-        if path.stat().st_size != size:
-            return f"{path} is {path.stat().st_size} bytes, {size} when written (truncated or replaced)"
-    return None
-
-
-def read_meta(entry: Path) -> dict[str, Any]:
-    """The record a cache entry was written with."""
-    return json.loads((entry / META_FILE).read_text())
-
-
-def publish(tmp: Path, entry: Path) -> None:
-    """Rename a finished temporary entry into place (another process may have won the race)."""
-    try:
-        os.replace(tmp, entry) if not entry.exists() else shutil.rmtree(tmp)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not entry.exists():
-            raise
-
-
-def write_meta(directory: Path, record: dict[str, Any], files: list[Path]) -> None:
-    """Write ``meta.json``: the record plus each file's size (how truncation is noticed)."""
-    record = dict(record)
-    record["files"] = {p.name: p.stat().st_size for p in files}
-    (directory / META_FILE).write_text(json.dumps(record, indent=1, default=str) + "\n")
-
-
 # --------------------------------------------------------------------------- export
 
 
 def cached_model(entry: Path, make: Callable[[Path], dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
-    """``entry/model.onnx`` from the cache, or made now by ``make(target) -> record`` and cached.
-
-    The returned record has ``cache_hit``, ``cache_entry`` and ``cache_note`` (why an entry that
-    was there could not be used: missing or truncated files). ``make`` writes into a temporary
-    directory that is renamed into place only once it is complete.
-    """
-    note = None
-    if entry.exists():
-        problem = entry_problem(entry)
-        if problem is None:
-            record = read_meta(entry)
-            record.update(cache_hit=True, cache_entry=str(entry), cache_note=None)
-            return entry / MODEL_FILE, record
-        note = f"cache entry unusable ({problem}); made again"
-        shutil.rmtree(entry, ignore_errors=True)
-    tmp = entry.with_name(f"{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        record = make(tmp / MODEL_FILE)
-        write_meta(tmp, record, onnx_files(tmp / MODEL_FILE))
-        publish(tmp, entry)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    record.update(cache_hit=False, cache_entry=str(entry), cache_note=note)
-    return entry / MODEL_FILE, record
+    """``entry/model.onnx`` from the cache, or made now by ``make(target) -> record`` and cached
+    (`kit.export.cache_entry.cached_entry`: the record says whether it was a hit, and why an entry
+    that was there could not be used)."""
+    directory, record = cached_entry(
+        entry, lambda tmp: make(tmp / MODEL_FILE), lambda tmp: onnx_files(tmp / MODEL_FILE)
+    )
+    return directory / MODEL_FILE, record
 
 
 def get_or_export(
@@ -463,8 +401,33 @@ def _export_dynamo(module: Any, x: Any, target: Path, external: bool) -> None:
         )
         if program is None:
             raise RuntimeError("torch.onnx.export returned no program")
+        contiguous_initializers(program)
         program.save(str(target), external_data=external)
     del program
+
+
+def contiguous_initializers(program: Any) -> int:
+    """Give every initializer held as a strided numpy view a C-contiguous copy; return how many.
+
+    The exporter's constant folding leaves each Linear weight as a transposed view, and
+    ``ndarray.tofile`` writes a non-contiguous array element by element: saving ViT-L/16 (1.2 GB)
+    took 11.5 s of its 22 s export on the reference Xeon, ViT-B/16 1.9 s against 0.6 s with
+    copies. The written bytes are the same (the values in row-major order either way)."""
+    initializers = getattr(getattr(getattr(program, "model", None), "graph", None), "initializers", None)
+    try:
+        import onnx_ir as ir
+    except ImportError:  # an exporter without onnx_ir (torch < 2.5) saves its own way
+        return 0
+    if initializers is None:
+        return 0
+    copied = 0
+    for value in initializers.values():
+        tensor = value.const_value
+        raw = getattr(tensor, "raw", None)
+        if isinstance(raw, np.ndarray) and not raw.flags.c_contiguous:
+            value.const_value = ir.Tensor(np.ascontiguousarray(raw), name=tensor.name, doc_string=tensor.doc_string)
+            copied += 1
+    return copied
 
 
 @contextlib.contextmanager
