@@ -14,6 +14,7 @@ Top-1 agreement is not asserted: random-weight logits are nearly flat, so arg-ma
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 from typing import Any
 
@@ -53,13 +54,12 @@ def small_vit() -> Any:
     return dataclasses.replace(base, id="small-vit", config=config, real_params=0)
 
 
-def prepare(
+def context(
     path_name: str, spec: Any, tmp_path: Any, device: str = "cpu", options: dict[str, Any] | None = None
-) -> Any:
-    path = _require(path_name, device)
+) -> PrepareContext:
     work = tmp_path / f"{path_name}-{spec.id}-{device}"
-    work.mkdir(parents=True)
-    ctx = PrepareContext(
+    work.mkdir(parents=True, exist_ok=True)
+    return PrepareContext(
         spec=spec,
         device=device,
         batch_size=1,
@@ -69,7 +69,13 @@ def prepare(
         weights_fingerprint="random-0",
         options=dict(options or {}),
     )
-    return path.prepare(ctx)
+
+
+def prepare(
+    path_name: str, spec: Any, tmp_path: Any, device: str = "cpu", options: dict[str, Any] | None = None
+) -> Any:
+    path = _require(path_name, device)
+    return path.prepare(context(path_name, spec, tmp_path, device, options))
 
 
 _REFERENCES: dict[tuple[str, int], np.ndarray] = {}
@@ -117,6 +123,43 @@ def test_int8_replaces_every_linear_but_the_head(tmp_path: Any) -> None:
     assert prepared.serialized_bytes and prepared.serialized_bytes > 0
     assert d["device_map"] == {"": "cpu"}
     assert d["bitsandbytes_version"] == bnb_support.bnb_version()
+    prepared.close()
+
+
+def test_the_fp32_source_is_saved_once_per_run_and_shared_by_every_bnb_path(tmp_path: Any) -> None:
+    from kit.paths.bnb import fp32_source_entry
+
+    spec = tiny_spec("vit")
+    int8, nf4 = _require("bnb-int8"), _require("bnb-nf4")
+    ctx = context("bnb-int8", spec, tmp_path)
+    made = int8.prepare_artifacts(ctx)
+    entry = fp32_source_entry(ctx)
+    assert made is not None and made["cache_hit"] is False and made["cache_entry"] == str(entry)
+    assert {"config.json", "model.safetensors"} <= set(json.loads((entry / "meta.json").read_text())["files"])
+    stamp = (entry / "model.safetensors").stat().st_mtime_ns
+
+    def no_build() -> Any:
+        raise AssertionError("a cache hit must not build the float model")
+
+    hit = nf4.prepare_artifacts(dataclasses.replace(context("bnb-nf4", spec, tmp_path), build_float_model=no_build))
+    assert hit is not None and hit["cache_hit"] is True
+    prepared = int8.prepare(ctx)  # the measured process loads the entry, and does not save again
+    assert f"run's cache ({entry}, made by an earlier process" in prepared.details["quantized_from"]
+    assert (entry / "model.safetensors").stat().st_mtime_ns == stamp
+    prepared.close()
+    # A model loaded from a local directory is quantized from that directory: nothing to cache.
+    assert int8.prepare_artifacts(dataclasses.replace(ctx, weights_fingerprint="directory-0")) is None
+
+
+def test_a_cache_that_cannot_keep_the_fp32_source_costs_the_save_not_the_cell(tmp_path: Any) -> None:
+    spec = tiny_spec("vit")
+    path = _require("bnb-int8")
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    ctx = dataclasses.replace(context("bnb-int8", spec, tmp_path), cache_dir=str(blocked))
+    prepared = path.prepare(ctx)
+    assert "cell's scratch dir: the run's cache could not keep it" in prepared.details["quantized_from"]
+    assert prepared.details["proof"]["replaced_int8_layers"] == 12
     prepared.close()
 
 

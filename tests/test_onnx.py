@@ -346,7 +346,7 @@ def test_a_full_size_model_through_the_runner(tmp_path: Path) -> None:
 
 def test_transposed_initializers_are_saved_contiguous_with_the_same_values(tmp_path: Path) -> None:
     # On 3-d inputs (tokens) the exporter folds each Linear weight into a transposed numpy view, which ndarray.tofile
-    # writes element by element (ViT-L/16: 11.5 s of a 22 s export); the kit copies them first.
+    # writes element by element (ViT-B/16: 1.8 s of save against 0.6 s); the kit copies them first.
     import torch
 
     from kit.export.onnx_export import contiguous_initializers

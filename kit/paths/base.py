@@ -102,11 +102,14 @@ PREPARE_STEPS: tuple[str, ...] = (
     "ort-fuse",
     "ort-quantize",
     "ort-calibrate",
+    "fp32-save",
     "bnb-load",
     "torch-quantize",
 )
 # The steps whose product the run's cache keeps (``<out>/_cache``): made once, loaded after that.
-CACHED_PREPARE_STEPS: frozenset[str] = frozenset({"onnx-export", "ort-fuse", "ort-quantize", "ort-calibrate"})
+CACHED_PREPARE_STEPS: frozenset[str] = frozenset(
+    {"onnx-export", "ort-fuse", "ort-quantize", "ort-calibrate", "fp32-save"}
+)
 
 
 def per_device(**values: Any) -> Mapping[str, Any]:
