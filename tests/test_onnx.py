@@ -374,3 +374,37 @@ def test_transposed_initializers_are_saved_contiguous_with_the_same_values(tmp_p
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(out, module(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_quantizers_write_their_scratch_files_away_from_the_shared_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ORT's quantizers write <model>-inferred.onnx beside the model they are given and delete it:
+    # two of them on one export at once (dynamic and static side by side, two Ray workers) deleted
+    # each other's file. Each now works on a copy in a scratch directory of its own.
+    import onnx.shape_inference
+
+    import kit.export.onnx_export as onnx_export
+    from kit.quantize.ort_quant import DynamicSettings, quantize_dynamic_file
+
+    spec = tiny_spec("vit")
+    monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_THRESHOLD", 0)
+    export = get_or_export(spec, lambda: build_model(spec, "random", 0)[0], tmp_path / "cache", "random-0")
+    before = sorted(p.name for p in export.onnx_path.parent.iterdir())
+    written: list[Path] = []
+    infer = onnx.shape_inference.infer_shapes_path
+
+    def recording(src: str, dst: str = "", *args: Any, **kwargs: Any) -> Any:
+        written.append(Path(dst))
+        return infer(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes_path", recording)
+    out = tmp_path / "q" / "model.onnx"
+    out.parent.mkdir()
+    quantize_dynamic_file(export.onnx_path, out, DynamicSettings(), external_data=True)
+    assert written and all(p.parent != export.onnx_path.parent for p in written)
+    assert sorted(p.name for p in export.onnx_path.parent.iterdir()) == before  # the export untouched
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.data"]  # no scratch left
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = example_inputs(spec, 1, seed=0)
+    assert np.isfinite(sess.run(None, {sess.get_inputs()[0].name: x})[0]).all()
