@@ -17,6 +17,7 @@ PROFILE ?= full
 MODELS ?=
 PATHS ?=
 DEVICES ?=
+FORCE ?=
 REPORT_DIR ?= $(RESULTS)/report
 COMPARE_MODEL ?= vit-base-224-production
 
@@ -39,7 +40,8 @@ install: $(STAMP)
 
 reproduce: $(STAMP)
 	$(QKIT) reproduce --profile $(PROFILE) --out $(RESULTS_ROOT)/$$($(PY) -c 'from kit.run.reproduce import machine_tag; print(machine_tag())') \
-		$(if $(MODELS),--models "$(MODELS)") $(if $(PATHS),--paths "$(PATHS)") $(if $(DEVICES),--devices "$(DEVICES)")
+		$(if $(MODELS),--models "$(MODELS)") $(if $(PATHS),--paths "$(PATHS)") $(if $(DEVICES),--devices "$(DEVICES)") \
+		$(if $(FORCE),--force)
 	@# Exit 1 (a claim fails, an error-level finding) is the study's result, not a broken run: it is
 	@# said in words and the run goes on to the report. Exit 2 (bad input) or 3 (the kit failed while
 	@# judging) stops here. The one-screen verdict comes last, where the eye lands.
