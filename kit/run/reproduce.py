@@ -19,7 +19,7 @@ import itertools
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,8 @@ class RunSummary:
     wall_s: float = 0.0
     per_cell_s: dict[str, float] = field(default_factory=dict)
     later_processes: int = 0  # processes run in later rounds (a cell's 2nd, 3rd, ...)
+    # Where the wall time went, by kind of process (PHASES), in seconds of this runner's clock.
+    phase_s: dict[str, float] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
@@ -60,8 +62,27 @@ class RunSummary:
             f"{self.resumed} already done (resumed)"
             + (f", {self.later_processes} later processes" if self.later_processes else "")
             + f"; {self.wall_s:.0f} s"
+            + (f" ({self.phases_text()})" if self.phase_s else "")
             + ("; INTERRUPTED" if self.interrupted else "")
         )
+
+    def phases_text(self) -> str:
+        """``"references 12 s, artifacts 480 s, ..."``: the phases that took any time, in PHASES order."""
+        return ", ".join(f"{name} {self.phase_s[name]:.0f} s" for name in PHASES if self.phase_s.get(name))
+
+    @contextlib.contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phase_s[phase] = self.phase_s.get(phase, 0.0) + time.perf_counter() - t0
+
+
+# The kinds of process a run spends its time in: each model's FP32 reference, the cached artifacts
+# (exports, quantized and calibrated models, the FP32 source of bitsandbytes), each cell's first
+# (measuring) process and its later timing-only ones.
+PHASES: tuple[str, ...] = ("references", "artifacts", "first processes", "later processes")
 
 
 def plan_matrix(
@@ -177,12 +198,13 @@ def reproduce(
                     doc = skipped_document(cell, opts, why)
                 else:
                     if cell.model not in references:
-                        references[cell.model] = _ensure_reference(cell.model, opts, executor, timeout)
+                        with summary.timing("references"):
+                            references[cell.model] = _ensure_reference(cell.model, opts, executor, timeout)
                     failure = references[cell.model]
                     if failure:
                         doc = failed_document(cell, opts, f"FP32 reference for {cell.model} failed: {failure}")
                     else:
-                        doc, more = _first_process(cell, opts, executor, timeout, measure_fn)
+                        doc, more = _first_process(cell, opts, executor, timeout, measure_fn, summary)
                         if more is not None:
                             later.append(more)
                 record(cell, doc, time.perf_counter() - t0)
@@ -214,7 +236,12 @@ def _in_process(
 
 
 def _first_process(
-    cell: Cell, opts: RunOptions, executor: Any, timeout: float, measure_fn: Callable[..., dict[str, Any]]
+    cell: Cell,
+    opts: RunOptions,
+    executor: Any,
+    timeout: float,
+    measure_fn: Callable[..., dict[str, Any]],
+    summary: RunSummary,
 ) -> tuple[dict[str, Any], _Later | None]:
     """The cell's first process (its artifacts made before it, in a process of their own), as a
     document, and what is left for later rounds when `processes_for` plans more processes."""
@@ -226,9 +253,10 @@ def _first_process(
         # Exports and quantized models are made in a process of their own: the measured process
         # then only loads them, whether or not the cache was warm (`prepare_artifacts`).
         # A crash here is met again by the measured process, which reports it as the cell's.
-        with contextlib.suppress(TaskCrashed):
+        with contextlib.suppress(TaskCrashed), summary.timing("artifacts"):
             executor.call(make_artifacts, cell, opts, timeout_s=timeout)
-    first = _in_process(measure_fn, cell, opts, executor, timeout)
+    with summary.timing("first processes"):
+        first = _in_process(measure_fn, cell, opts, executor, timeout)
     n, policy = processes_for(first, opts.repeats, get_profile(opts.profile))
     doc = finish([first], policy, opts.seed, planned=n)
     return doc, (_Later(cell, [doc], n, policy) if n > 1 else None)
@@ -265,7 +293,8 @@ def _later_rounds(
         for item in due:
             again_fn, _ = cell_processes(item.cell, measure_fn)
             t0 = time.perf_counter()
-            item.docs.append(_in_process(again_fn, item.cell, opts, executor, timeout))
+            with summary.timing("later processes"):
+                item.docs.append(_in_process(again_fn, item.cell, opts, executor, timeout))
             doc = finish(item.docs, item.policy, opts.seed, planned=item.planned)
             write_result(out, doc)
             summary.later_processes += 1
