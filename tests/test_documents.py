@@ -267,13 +267,13 @@ def test_writing_refuses_nan_and_schema_violations_before_touching_the_file(tmp_
 
 
 def test_there_is_one_atomic_writer() -> None:
-    """Every rename-into-place of a file goes through kit.documents (onnx_export publishes folders)."""
+    """Every rename-into-place of a file goes through kit.documents (kit.export.cache_entry publishes folders)."""
     offenders = []
     for file in sorted((REPO / "kit").rglob("*.py")):
         if file.name == "documents.py":
             continue
         text = file.read_text(encoding="utf-8")
-        if "mkstemp" in text or ("os.replace(" in text and file.name != "onnx_export.py"):
+        if "mkstemp" in text or ("os.replace(" in text and file.name != "cache_entry.py"):
             offenders.append(str(file.relative_to(REPO)))
     assert offenders == []
 
