@@ -21,7 +21,7 @@ A cell's time is roughly what ``kit.run.cell.measure_cell`` does, term by term::
 FLOPs come from ``kit.models.flops.model_flops`` (analytic, config-based); where it cannot count
 a model, ``2 * params * tokens`` stands in (tokens = (image_size / patch)^2 + 1, or
 (image_size / 16)^2 for a config without a patch size). Device rates are effective FP32 rates:
-``CPU_GFLOPS`` from ViT-H/14 FP32 batch 1 at ~1.9 s on the kit's 2-core CPU machine (334.6 GFLOPs),
+``CPU_GFLOPS`` and the per-forward floors fitted to the reference run's FP32 batch-1 medians,
 ``CUDA_GFLOPS`` a batch-1 rate of an A100-class GPU on ViT-sized models. Path factors are each
 path's declared ``cost`` (`kit.paths.base.PathFacts`), relative to FP32 on the same device; they
 are coarse (within ~2x of what the seeds and the kit's own runs show) and only steer the balance.
@@ -64,9 +64,15 @@ MAX_CUTS = 40
 MAX_SHARDS = 10_000
 
 # Reference machine constants (see module docstring).
-CPU_GFLOPS = 210.0  # torch-fp32 bs1 median over the 16 models on the 2-core reference Xeon (AMX)
+# CPU: fitted to the torch-fp32 batch-1 medians of the reference run (2-core Xeon with AMX,
+# 2026-12-05): DeiT-T 14.8 ms at 2.5 GFLOPs and ViT-H/14 1183 ms at 334.6 GFLOPs give 284 GFLOP/s
+# and a 6 ms floor (Python and dispatch of ~120-330 modules); the other ViT-family models fall
+# within about 20 %. MobileViT is dispatch-bound (many small convolutions, unfold/fold): XXS at
+# 0.8 GFLOPs takes 24.5 ms and S at 4.0 GFLOPs 39.7 ms, a ~22 ms floor of its own.
+CPU_GFLOPS = 284.0
 CUDA_GFLOPS = 10_000.0  # effective batch-1 FP32 on an A100-class GPU
-CPU_FLOOR_S = 0.0005  # per-forward floor (Python + dispatch)
+CPU_FLOOR_S = 0.006  # per-forward floor (Python + dispatch)
+CPU_FLOOR_S_BY_FAMILY: dict[str, float] = {"mobilevit": 0.022}
 CUDA_FLOOR_S = 0.003  # per-forward kernel-launch floor at small batch
 CELL_OVERHEAD_S = 0.3  # a fresh process: fork, environment, reference load, writing (0.1-0.35 s measured)
 SKIP_COST_S = 0.05
@@ -147,7 +153,7 @@ def _forward_s(model: str, device: str, batch_size: int) -> float:
     gflops = model_gflops(model, batch_size)
     if device == "cuda":
         return CUDA_FLOOR_S + gflops / CUDA_GFLOPS
-    return CPU_FLOOR_S + gflops / CPU_GFLOPS
+    return CPU_FLOOR_S_BY_FAMILY.get(getattr(_spec(model), "family", ""), CPU_FLOOR_S) + gflops / CPU_GFLOPS
 
 
 def _profile(profile: str) -> Any:
