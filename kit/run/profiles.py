@@ -16,8 +16,8 @@ still giving a median with a CI that holds across processes:
   300 ms, longer than ``latency``'s 2 s. The processes of a cell run in rounds over the matrix
   (`kit.run.reproduce`). With one process per run, 10-25 % of rerun medians fell inside another
   run's CI on the reference 2-core Xeon; with three back to back 53-98 % (quiet and noisy hours);
-  with three in rounds 87-97 % (`python -m kit.bench --only coverage`, 2026-12-05: 87, 97, 87),
-  where independent processes would give about 89 % (`kit.bench.coverage.ideal_coverage`). The two more
+  with three in rounds 87-97 % (`python -m kit.bench --only coverage`, 2026-12-05: 87, 97, 87, then
+  95, 97), where independent processes would give about 89 % (`kit.bench.coverage.ideal_coverage`). The two more
   processes cost the matrix about 7 minutes there (99 of 128 CPU cells); the slower cells (the
   large models, NF4 on CPU) keep one process, labelled within-process.
 - Top-1 agreement uses 64 images for classifiers under 30M parameters at <= 256 px (DeiT-T/S,
