@@ -380,7 +380,7 @@ def test_quantizers_write_their_scratch_files_away_from_the_shared_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # ORT's quantizers write <model>-inferred.onnx beside the model they are given and delete it:
-    # two of them on one export at once (dynamic and static side by side, two Ray workers) deleted
+    # two of them on one export at once (tried: dynamic and static side by side; two Ray workers) deleted
     # each other's file. Each now works on a copy in a scratch directory of its own.
     import onnx.shape_inference
 

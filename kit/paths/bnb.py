@@ -344,9 +344,8 @@ class BnbPath(PrecisionPath):
         """The FP32 model directory the loader quantizes, saved once into the run's cache (shared
         by every bitsandbytes path of the model); nothing for a model that came from a local
         checkpoint directory, which is loaded directly."""
-        if not self.available(ctx.device)[0] or import_bnb()[0] is None:
-            return None
-        if ctx.weights_fingerprint.startswith("directory-"):
+        # available() covers bitsandbytes' import (method_status).
+        if not self.available(ctx.device)[0] or ctx.weights_fingerprint.startswith("directory-"):
             return None
         # The float model is built only when the entry is not there yet.
         make = lambda tmp: _save_fp32(ctx, ctx.build_float_model(), tmp)  # noqa: E731

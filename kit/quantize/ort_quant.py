@@ -380,8 +380,8 @@ def private_source(src: Path, dst: Path) -> Iterator[Path]:
     quantizers.
 
     They write ``<model>-inferred.onnx`` beside the model they are given (shape inference's
-    output) and delete it afterwards, so two quantizers of one export at once (the dynamic and the
-    static model made side by side, or two Ray workers) would delete each other's file. A copy,
+    output) and delete it afterwards, so two quantizers of one export at once (two Ray workers
+    quantizing one model, or two runs sharing a cache) would delete each other's file. A copy,
     because onnx refuses external data behind a symbolic or hard link; it is cheap beside the
     quantization (ViT-L/16's 1.2 GB in 0.45 s on the reference machine, from the page cache).
     The scratch directory goes when the quantizer is done."""

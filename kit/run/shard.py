@@ -153,7 +153,7 @@ def _forward_s(model: str, device: str, batch_size: int) -> float:
     gflops = model_gflops(model, batch_size)
     if device == "cuda":
         return CUDA_FLOOR_S + gflops / CUDA_GFLOPS
-    return CPU_FLOOR_S_BY_FAMILY.get(getattr(_spec(model), "family", ""), CPU_FLOOR_S) + gflops / CPU_GFLOPS
+    return CPU_FLOOR_S_BY_FAMILY.get(_spec(model).family, CPU_FLOOR_S) + gflops / CPU_GFLOPS
 
 
 def _profile(profile: str) -> Any:
